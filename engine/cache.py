@@ -1,0 +1,311 @@
+"""Caching node results per time block: L1 in worker memory, L2 in Redis.
+
+What this module owns:
+
+- the wire format of a cached array (``encode``/``decode``): a fixed magic, a JSON header
+  (dtype, shape, codec, payload length, CRC32, compute time) and the raw little-endian
+  float64 bytes, optionally lz4-compressed. Nothing is ever unpickled: a value whose header
+  does not check out raises :class:`CacheError` and is recomputed by the caller;
+- the key scheme ``<namespace>:v<FORMAT>:<node hash>:<data version>:<row range>``;
+- :class:`MemoryLRU`, a per-process LRU bounded in bytes (the L1);
+- :class:`RedisStore`, the shared L2 with a TTL, which turns itself off with a warning when
+  Redis is down or slow so a run continues on L1;
+- :class:`TieredCache` and :class:`CacheStats`, which the executor uses and reports.
+
+It does not decide *what* to cache (the planner does) nor when (the executor does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+
+import lz4.block
+import numpy as np
+
+from engine.errors import CacheError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MAGIC = b"AFC\x01"
+_HEADER_LEN = struct.Struct("<I")
+_MAX_HEADER = 4096
+
+
+def cache_key(namespace: str, node_key: str, data_version: str, r0: int, r1: int) -> str:
+    """The key of one node's values on rows ``[r0, r1)`` of a given data version."""
+    return f"{namespace}:v{FORMAT_VERSION}:{node_key}:{data_version}:{r0}-{r1}"
+
+
+def encode(values: np.ndarray, compute_seconds: float = 0.0, compress: bool = True) -> bytes:
+    """Serialise a 2-D float64 array as header + raw bytes (no pickle)."""
+    arr = np.ascontiguousarray(values, dtype="<f8")
+    if arr.ndim != 2:
+        raise ValueError(f"cache values must be 2-D, got shape {arr.shape}")
+    raw = arr.tobytes()
+    payload = lz4.block.compress(raw, store_size=False) if compress else raw
+    header = {
+        "dtype": "<f8",
+        "shape": list(arr.shape),
+        "codec": "lz4" if compress else "raw",
+        "nbytes": len(raw),
+        "crc32": zlib.crc32(raw),
+        "compute_s": round(float(compute_seconds), 6),
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return MAGIC + _HEADER_LEN.pack(len(head)) + head + payload
+
+
+def decode(blob: bytes) -> tuple[np.ndarray, float]:
+    """Check the header of ``blob`` and return ``(array, compute_seconds)``.
+
+    Raises :class:`CacheError` for anything that is not a value written by :func:`encode`.
+    """
+    if not isinstance(blob, bytes | bytearray | memoryview) or len(blob) < 8:
+        raise CacheError("cached value is too short to hold a header")
+    blob = bytes(blob)
+    if blob[:4] != MAGIC:
+        raise CacheError(f"cached value has a bad magic {blob[:4]!r} (expected {MAGIC!r})")
+    (hlen,) = _HEADER_LEN.unpack_from(blob, 4)
+    if hlen > _MAX_HEADER or 8 + hlen > len(blob):
+        raise CacheError(f"cached value has a bad header length {hlen}")
+    try:
+        header = json.loads(blob[8 : 8 + hlen])
+        shape = tuple(int(n) for n in header["shape"])
+        nbytes = int(header["nbytes"])
+        codec = header["codec"]
+        crc = int(header["crc32"])
+        compute_s = float(header.get("compute_s", 0.0))
+        dtype = header["dtype"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CacheError(f"cached value has an unreadable header: {exc}") from None
+    if dtype != "<f8" or len(shape) != 2 or min(shape) < 0:
+        raise CacheError(f"cached value has an unexpected dtype/shape {dtype} {shape}")
+    if nbytes != shape[0] * shape[1] * 8:
+        raise CacheError("cached value's byte count does not match its shape")
+    payload = blob[8 + hlen :]
+    if codec == "lz4":
+        try:
+            raw = lz4.block.decompress(payload, uncompressed_size=nbytes)
+        except lz4.block.LZ4BlockError as exc:
+            raise CacheError(f"cached value does not decompress: {exc}") from None
+    elif codec == "raw":
+        raw = payload
+    else:
+        raise CacheError(f"cached value has an unknown codec {codec!r}")
+    if len(raw) != nbytes or zlib.crc32(raw) != crc:
+        raise CacheError("cached value fails its checksum")
+    arr = np.frombuffer(raw, dtype="<f8").reshape(shape)
+    return arr, compute_s
+
+
+@dataclasses.dataclass
+class CacheStats:
+    """Counts of one run (or one block), summable across blocks."""
+
+    l1_hits: int = 0
+    l2_hits: int = 0
+    misses: int = 0
+    l1_bytes: int = 0
+    l2_bytes: int = 0
+    l1_saved_s: float = 0.0
+    l2_saved_s: float = 0.0
+    rejected: int = 0
+    l2_errors: int = 0
+    stored: int = 0
+
+    def __add__(self, other: CacheStats) -> CacheStats:
+        return CacheStats(
+            **{
+                f.name: getattr(self, f.name) + getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
+
+    @property
+    def lookups(self) -> int:
+        return self.l1_hits + self.l2_hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        """Share of lookups served by L1 or L2 (0 when there were none)."""
+        return (self.l1_hits + self.l2_hits) / self.lookups if self.lookups else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self) | {"hit_rate": self.hit_rate}
+
+    def summary(self) -> str:
+        return (
+            f"cache: {self.hit_rate:.0%} hit ({self.l1_hits} L1, {self.l2_hits} L2, "
+            f"{self.misses} miss); saved ~{self.l1_saved_s + self.l2_saved_s:.2f}s; "
+            f"{self.rejected} rejected, {self.l2_errors} L2 errors"
+        )
+
+
+class MemoryLRU:
+    """A thread-safe LRU of arrays bounded by total bytes; arrays are kept read-only."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._data: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> tuple[np.ndarray, float] | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None:
+                self._data.move_to_end(key)
+            return item
+
+    def put(self, key: str, values: np.ndarray, compute_s: float) -> None:
+        if values.nbytes > self.max_bytes:
+            return
+        values = np.array(values, dtype=np.float64, copy=True)
+        values.flags.writeable = False
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= old[0].nbytes
+            self._data[key] = (values, compute_s)
+            self._bytes += values.nbytes
+            while self._bytes > self.max_bytes and self._data:
+                _, (evicted, _) = self._data.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+
+class RedisStore:
+    """The shared L2: values in Redis with a TTL; disables itself when Redis fails."""
+
+    def __init__(self, url: str, ttl_seconds: int, timeout_seconds: float = 2.0):
+        import redis
+
+        self.url = url
+        self.ttl = int(ttl_seconds)
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        )
+        self.available = True
+        self.created = time.monotonic()
+        self._errors = redis.RedisError, OSError
+
+    def _failed(self, exc: Exception) -> None:
+        if self.available:
+            log.warning("Redis cache unavailable (%s); continuing on the worker memory cache", exc)
+        self.available = False
+
+    def get(self, key: str) -> bytes | None:
+        if not self.available:
+            return None
+        try:
+            return self._client.get(key)
+        except self._errors as exc:
+            self._failed(exc)
+            return None
+
+    def put(self, key: str, blob: bytes) -> bool:
+        if not self.available:
+            return False
+        try:
+            self._client.set(key, blob, ex=self.ttl)
+            return True
+        except self._errors as exc:
+            self._failed(exc)
+            return False
+
+
+_PROCESS_L1: dict[int, MemoryLRU] = {}
+_PROCESS_L2: dict[tuple[str, int, float], RedisStore] = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def process_l1(max_bytes: int) -> MemoryLRU:
+    """This process's L1 (one per worker process, shared by its threads)."""
+    with _PROCESS_LOCK:
+        lru = _PROCESS_L1.get(0)
+        if lru is None:
+            lru = _PROCESS_L1[0] = MemoryLRU(max_bytes)
+        lru.max_bytes = int(max_bytes)
+        return lru
+
+
+def process_l2(url: str, ttl: int, timeout: float) -> RedisStore:
+    """This process's Redis connection for ``url``; retried once a minute after a failure."""
+    with _PROCESS_LOCK:
+        store = _PROCESS_L2.get((url, ttl, timeout))
+        if store is None or (not store.available and time.monotonic() - store.created > 60):
+            store = RedisStore(url, ttl, timeout)
+            _PROCESS_L2[(url, ttl, timeout)] = store
+        return store
+
+
+class TieredCache:
+    """L1 then L2 lookups for one block task, counting what happened in ``stats``."""
+
+    def __init__(self, l1: MemoryLRU | None, l2: RedisStore | None):
+        self.l1 = l1
+        self.l2 = l2
+        self.stats = CacheStats()
+        self.warnings: list[str] = []
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.l1 is not None:
+            item = self.l1.get(key)
+            if item is not None:
+                self.stats.l1_hits += 1
+                self.stats.l1_bytes += item[0].nbytes
+                self.stats.l1_saved_s += item[1]
+                return item[0]
+        if self.l2 is not None and self.l2.available:
+            blob = self.l2.get(key)
+            if not self.l2.available:
+                self._note_l2_down()
+            if blob is not None:
+                try:
+                    values, compute_s = decode(blob)
+                except CacheError as exc:
+                    self.stats.rejected += 1
+                    self.warnings.append(f"rejected cached value {key}: {exc}")
+                    log.warning("rejected cached value %s: %s", key, exc)
+                else:
+                    self.stats.l2_hits += 1
+                    self.stats.l2_bytes += len(blob)
+                    self.stats.l2_saved_s += compute_s
+                    if self.l1 is not None:
+                        self.l1.put(key, values, compute_s)
+                    return values
+        self.stats.misses += 1
+        return None
+
+    def put(self, key: str, values: np.ndarray, compute_s: float) -> None:
+        self.stats.stored += 1
+        if self.l1 is not None:
+            self.l1.put(key, values, compute_s)
+        if self.l2 is not None and self.l2.available:
+            if not self.l2.put(key, encode(values, compute_s)):
+                self._note_l2_down()
+
+    def _note_l2_down(self) -> None:
+        self.stats.l2_errors += 1
+        msg = "Redis cache unavailable; continued on the worker memory cache"
+        if msg not in self.warnings:
+            self.warnings.append(msg)

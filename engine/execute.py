@@ -1,0 +1,554 @@
+"""The executor: runs a :class:`~engine.plan.Plan` on a Dask cluster, one task per time block.
+
+The algorithm:
+
+1. Parse and plan the factors (``engine.plan``); choose blocks for the cluster's thread count.
+2. Fingerprint every field over every block (the *data version*); a node's cache key combines
+   its structural hash with the fingerprints of the rows and fields it reads, so changed data
+   invalidates exactly the blocks it touches.
+3. Cut the panel into per-block slices (the block plus its halo of past rows) and scatter each
+   once; a task receives a reference, never an embedded copy.
+4. Submit one task per block (``run_block``) with ``retries``; keys read
+   ``alphaforge-block-<first date>..<last date>`` on the dashboard. Dask's work stealing
+   balances the blocks across workers.
+5. In the task, each output is materialised on demand: a cached node is taken from L1/L2;
+   otherwise its children are materialised over the rows it needs, its kernel runs, and the
+   block's own rows are stored in the caches. Intermediates are freed by reference count.
+6. Gather block results in completion order (progress bar and hooks), assemble (T, N) arrays,
+   and report cache hits, misses, bytes and time saved per level.
+
+The result equals ``engine.evaluate`` on the whole panel: every node is computed over enough
+past rows that each output row sees the same window, and unbounded-memory operators see all
+history. Rolling kernels that keep running sums may differ in the last bits where a block's
+running sum starts at a different row (summation order), so comparisons use 1e-12 relative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from engine.cache import CacheStats, TieredCache, cache_key, process_l1, process_l2
+from engine.errors import PlanError
+from engine.plan import UNBOUNDED, Plan
+from factors import parse
+from factors.expr import GROUP_FIELDS, Call, Const, Expr, Field
+
+log = logging.getLogger(__name__)
+
+GROUP_FALLBACK = ("industry", "sector", "subindustry")
+
+
+# ------------------------------------------------------------------ data handed to tasks
+@dataclasses.dataclass
+class BlockData:
+    """The rows ``[row0, row0 + len)`` of the fields and groups one block task reads."""
+
+    row0: int
+    fields: dict[str, np.ndarray]
+    groups: dict[str, np.ndarray]
+    n_symbols: int
+
+    def field(self, name: str, r0: int, r1: int) -> np.ndarray:
+        if name not in self.fields:
+            raise PlanError(f"unknown field {name!r}; the panel has {', '.join(self.fields)}")
+        return self.fields[name][r0 - self.row0 : r1 - self.row0]
+
+    def group(self, name: str, r0: int, r1: int) -> np.ndarray:
+        name = _resolve(self.groups, name)
+        if name not in self.groups:
+            known = ", ".join(self.groups) or "none"
+            raise PlanError(f"unknown group field {name!r}; the panel's group fields: {known}")
+        return self.groups[name][r0 - self.row0 : r1 - self.row0]
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheConfig:
+    """What a block task needs to reach the caches."""
+
+    namespace: str = "alphaforge"
+    l1_bytes: int = 1 << 30
+    redis_url: str | None = None
+    redis_ttl: int = 7 * 24 * 3600
+    redis_timeout: float = 2.0
+    enabled: bool = True
+
+
+@dataclasses.dataclass
+class BlockResult:
+    """What one block task sends back."""
+
+    b0: int
+    b1: int
+    values: dict[str, np.ndarray] | None
+    stats: CacheStats
+    computed: int
+    seconds: float
+    node_seconds: dict[str, float]
+    warnings: list[str]
+    sink_rows: int = 0
+    worker: str = ""
+
+
+# ------------------------------------------------------------------ the block task
+def _data_version(fps: Mapping[str, Sequence[str]], fields: Sequence[str], k0: int, k1: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for f in fields:
+        for k in range(k0, k1 + 1):
+            h.update(fps[f][k].encode())
+    return h.hexdigest()
+
+
+def _field_nodes(expr: Expr, groups: Mapping[str, Any]) -> list[str]:
+    return sorted({_resolve(groups, n.name) for n in expr.walk() if isinstance(n, Field)})
+
+
+def run_block(
+    plan: Plan,
+    data: BlockData,
+    b0: int,
+    b1: int,
+    fingerprints: Mapping[str, Sequence[str]],
+    cache: CacheConfig,
+    numba_threads: int = 0,
+    sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
+) -> BlockResult:
+    """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker)."""
+    from engine.kernels import KERNELS
+
+    if numba_threads:
+        import numba
+
+        numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    started = time.perf_counter()
+    tiers = TieredCache(
+        process_l1(cache.l1_bytes) if cache.enabled else None,
+        process_l2(cache.redis_url, cache.redis_ttl, cache.redis_timeout)
+        if cache.enabled and cache.redis_url
+        else None,
+    )
+    block_rows = plan.block_rows
+    n_sym = data.n_symbols
+    memo: dict[str, tuple[int, np.ndarray]] = {}
+    remaining = {k: n.consumers for k, n in plan.nodes.items()}
+    node_seconds: dict[str, float] = {}
+    computed = 0
+    field_sets: dict[str, list[str]] = {}
+
+    def start_of(key: str) -> int:
+        need = plan.nodes[key].need
+        return 0 if need >= UNBOUNDED else max(0, b0 - need)
+
+    def key_for(key: str, g: int) -> str:
+        node = plan.nodes[key]
+        g0 = g * block_rows
+        first = 0 if node.lookback >= UNBOUNDED else max(0, g0 - node.lookback) // block_rows
+        if key not in field_sets:
+            field_sets[key] = _field_nodes(node.expr, data.groups)
+        version = _data_version(fingerprints, field_sets[key], first, g)
+        return cache_key(cache.namespace, key, version, g0, min(plan.shape[0], g0 + block_rows))
+
+    def from_cache(key: str, start: int) -> np.ndarray | None:
+        own = b0 // block_rows
+        hit = tiers.get(key_for(key, own))
+        if hit is None:
+            return None
+        parts = [hit]
+        for g in range(own - 1, start // block_rows - 1, -1):
+            prev = tiers.get(key_for(key, g))
+            if prev is None:
+                return None
+            parts.insert(0, prev)
+        stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return stacked[start - (start // block_rows) * block_rows :]
+
+    def materialize(key: str) -> tuple[int, np.ndarray]:
+        if key in memo:
+            return memo[key]
+        node = plan.nodes[key]
+        e = node.expr
+        start = start_of(key)
+        if node.cached:
+            hit = from_cache(key, start)
+            if hit is not None:
+                memo[key] = (start, hit)
+                return memo[key]
+        if isinstance(e, Field):
+            arr = data.field(e.name, start, b1)
+        elif isinstance(e, Const):
+            arr = np.full((b1 - start, n_sym), e.value)
+        else:
+            assert isinstance(e, Call)
+            t0 = time.perf_counter()
+            grouped = e.spec.kind == "group"
+            value_args = e.args[:-1] if grouped else e.args
+            kids = [materialize(c.key) for c in value_args]
+            s = max((k[0] for k in kids), default=start)
+            arrays = [np.ascontiguousarray(carr[s - c0 :]) for c0, carr in kids]
+            if grouped:
+                arrays.append(data.group(e.args[-1].name, s, b1))
+            try:
+                out = KERNELS[e.op](*arrays, **e.param_dict)
+            except KeyError:
+                raise PlanError(f"no kernel registered for operator {e.op!r}") from None
+            arr = out[start - s :]
+            elapsed = time.perf_counter() - t0
+            nonlocal computed
+            computed += 1
+            node_seconds[key] = elapsed
+            for c in set(node.children):
+                remaining[c] -= 1
+                if remaining[c] <= 0 and not plan.nodes[c].outputs:
+                    memo.pop(c, None)
+            if node.cached:
+                tiers.put(key_for(key, b0 // block_rows), arr[b0 - start :], elapsed)
+        memo[key] = (start, arr)
+        return memo[key]
+
+    values: dict[str, np.ndarray] = {}
+    for name, key in plan.outputs.items():
+        start, arr = materialize(key)
+        block = arr[b0 - start :]
+        values[name] = np.array(block, dtype=np.float64, copy=True)
+    sink_rows = 0
+    if sink is not None:
+        sink_rows = int(sink(b0, b1, values))
+    try:
+        from distributed import get_worker
+
+        worker = get_worker().address
+    except ValueError:
+        worker = "local"
+    return BlockResult(
+        b0=b0,
+        b1=b1,
+        values=None if sink is not None else values,
+        stats=tiers.stats,
+        computed=computed,
+        seconds=time.perf_counter() - started,
+        node_seconds=node_seconds,
+        warnings=tiers.warnings,
+        sink_rows=sink_rows,
+        worker=worker,
+    )
+
+
+# ------------------------------------------------------------------ client side
+class ComputeHooks(Protocol):
+    """Observer of a run (progress bars, dashboards, tests subscribe to these)."""
+
+    def on_plan(self, plan: Plan) -> None: ...
+
+    def on_block(self, result: BlockResult, done: int, total: int) -> None: ...
+
+    def on_finish(self, result: ComputeResult) -> None: ...
+
+
+class ProgressBar:
+    """A tqdm progress bar over blocks (notebook widget or terminal)."""
+
+    def __init__(self, desc: str = "alphaforge"):
+        self.desc = desc
+        self._bar = None
+
+    def on_plan(self, plan: Plan) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=len(plan.blocks), desc=self.desc, unit="block", leave=True)
+
+    def on_block(self, result: BlockResult, done: int, total: int) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"hit {result.stats.hit_rate:.0%}", refresh=False)
+            self._bar.update(1)
+
+    def on_finish(self, result: ComputeResult) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@dataclasses.dataclass
+class ComputeResult:
+    """Factor values as ``(dates, symbols)`` arrays plus what the run measured."""
+
+    factors: dict[str, np.ndarray]
+    dates: pd.DatetimeIndex
+    symbols: pd.Index
+    plan: Plan
+    stats: CacheStats
+    seconds: float
+    computed_nodes: int
+    block_seconds: list[float]
+    node_seconds: dict[str, float]
+    warnings: list[str]
+    rows_written: int = 0
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.factors[name]
+
+    def __iter__(self):
+        return iter(self.factors)
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    def to_frame(self, dropna: bool = False) -> pd.DataFrame:
+        """Long frame, MultiIndex ``(date, asset)``, one column per factor (alphalens)."""
+        t, n = len(self.dates), len(self.symbols)
+        index = pd.MultiIndex.from_arrays(
+            [np.repeat(self.dates.values, n), np.tile(self.symbols.values, t)],
+            names=["date", "asset"],
+        )
+        frame = pd.DataFrame({k: v.reshape(-1) for k, v in self.factors.items()}, index=index)
+        return frame.dropna(how="all") if dropna else frame
+
+    def slow_nodes(self, top: int = 10) -> list[tuple[str, float]]:
+        """The operator nodes that took longest (seconds summed over blocks)."""
+        items = sorted(self.node_seconds.items(), key=lambda kv: -kv[1])[:top]
+        return [(repr(self.plan.nodes[k].expr), s) for k, s in items]
+
+    def summary(self) -> str:
+        t, n = len(self.dates), len(self.symbols)
+        cells = t * n * len(self.factors)
+        return (
+            f"{len(self.factors)} factors x {t} dates x {n} symbols in {self.seconds:.2f}s "
+            f"({cells / max(self.seconds, 1e-9) / 1e6:,.1f} M factor-cells/s); "
+            f"{len(self.plan.blocks)} blocks, {self.computed_nodes} node computations; "
+            + self.stats.summary()
+        )
+
+
+def field_fingerprints(panel: Any, fields: Sequence[str], block_rows: int) -> dict[str, list[str]]:
+    """blake2b digest of each field (or group) over each block of rows, with its dates/symbols."""
+    t = len(panel.dates)
+    sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
+    dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
+    out: dict[str, list[str]] = {}
+    for f in fields:
+        arr = panel[f]
+        digests = []
+        for g0 in range(0, t, block_rows):
+            g1 = min(t, g0 + block_rows)
+            h = hashlib.blake2b(digest_size=16)
+            h.update(f.encode() + b"\0" + sym)
+            h.update(dates[g0:g1].data)
+            block = np.ascontiguousarray(arr[g0:g1])
+            if block.dtype == np.float64 and np.isnan(block).any():
+                block = np.where(np.isnan(block), np.nan, block)  # one NaN bit pattern
+            h.update(block.data)
+            digests.append(h.hexdigest())
+        out[f] = digests
+    return out
+
+
+def _as_exprs(factors: Mapping[str, Expr | str], panel: Any, dialect: str) -> dict[str, Expr]:
+    if not factors:
+        raise ValueError("no factors given")
+    known = list(getattr(panel, "field_names", ()) or ())
+    out = {}
+    for name, f in factors.items():
+        if isinstance(f, str):
+            out[name] = parse(f, dialect, fields=known)
+        elif isinstance(f, Expr):
+            out[name] = f
+        else:
+            raise TypeError(f"factor {name!r} must be an Expr or a formula string, got {f!r}")
+    return out
+
+
+def _cluster_threads(client: Any) -> tuple[int, int]:
+    """(total worker threads, numba threads per task) from the scheduler's view."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    total = sum(w.get("nthreads", 1) for w in info.values()) or 1
+    per_host: dict[str, int] = {}
+    for w in info.values():
+        per_host[w.get("host", "")] = per_host.get(w.get("host", ""), 0) + w.get("nthreads", 1)
+    busiest = max(per_host.values(), default=1)
+    return total, max(1, (os.cpu_count() or 1) // busiest)
+
+
+def plan(
+    factors: Mapping[str, Expr | str],
+    panel: Any,
+    *,
+    dialect: str = "alpha101",
+    n_threads: int = 2,
+    block_rows: int | None = None,
+    task_memory_bytes: int = 1 << 30,
+    cache_nodes: str = "shared",
+) -> Plan:
+    """Compile ``factors`` for ``panel`` into a :class:`Plan` (see ``Plan.explain()``)."""
+    exprs = _as_exprs(factors, panel, dialect)
+    return Plan(
+        exprs,
+        panel.shape,
+        n_threads=n_threads,
+        block_rows=block_rows,
+        task_memory_bytes=task_memory_bytes,
+        cache_nodes=cache_nodes,
+    )
+
+
+def compute(
+    factors: Mapping[str, Expr | str],
+    panel: Any,
+    client: Any = None,
+    *,
+    dialect: str = "alpha101",
+    block_rows: int | None = None,
+    retries: int | None = None,
+    redis_url: str | None = None,
+    cache: bool = True,
+    cache_nodes: str | None = None,
+    settings: Any = None,
+    hooks: Sequence[ComputeHooks] | None = None,
+    progress: bool | None = None,
+    sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
+) -> ComputeResult:
+    """Compute ``factors`` over ``panel`` on a Dask cluster; equals ``engine.evaluate``.
+
+    ``client`` defaults to the configured scheduler or an embedded LocalCluster
+    (``cluster.connect``). ``redis_url`` (or the ``REDIS_URL`` setting) enables the shared L2
+    cache. ``sink(b0, b1, values)``, if given, runs on the worker for each block (e.g. a
+    store writer) and the values are not sent back.
+    """
+    from cluster.config import load_settings
+    from cluster.connect import connect
+
+    settings = settings or load_settings()
+    client = client or connect(settings=settings)
+    retries = settings.retries if retries is None else retries
+    redis_url = redis_url if redis_url is not None else settings.redis_url
+    progress = settings.progress if progress is None else progress
+    hooks = list(hooks or [])
+    if progress:
+        hooks.append(ProgressBar())
+
+    started = time.perf_counter()
+    n_threads, numba_threads = _cluster_threads(client)
+    the_plan = plan(
+        factors,
+        panel,
+        dialect=dialect,
+        n_threads=n_threads,
+        block_rows=block_rows or settings.block_rows,
+        task_memory_bytes=settings.task_memory_bytes,
+        cache_nodes=cache_nodes or settings.cache_nodes,
+    )
+    for h in hooks:
+        h.on_plan(the_plan)
+    t, n = panel.shape
+    groups = getattr(panel, "groups", {}) or {}
+    used = sorted(
+        {
+            _resolve(groups, n.expr.name)
+            for n in the_plan.nodes.values()
+            if isinstance(n.expr, Field)
+        }
+    )
+    fps = field_fingerprints(panel, used, the_plan.block_rows)
+    cache_cfg = CacheConfig(
+        namespace=settings.cache_namespace,
+        l1_bytes=settings.l1_cache_bytes,
+        redis_url=redis_url,
+        redis_ttl=settings.redis_ttl_seconds,
+        redis_timeout=settings.redis_timeout_seconds,
+        enabled=cache,
+    )
+    [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
+    token = hashlib.blake2b(
+        "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
+        digest_size=4,
+    ).hexdigest()
+    futures = []
+    for b0, b1 in the_plan.blocks:
+        s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
+        data = BlockData(
+            row0=s0,
+            fields={f: panel[f][s0:b1] for f in used if f not in getattr(panel, "groups", {})},
+            groups={g: panel.groups[g][s0:b1] for g in getattr(panel, "groups", {})},
+            n_symbols=n,
+        )
+        [data_future] = client.scatter([data], hash=False)
+        d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
+        futures.append(
+            client.submit(
+                run_block,
+                plan_future,
+                data_future,
+                b0,
+                b1,
+                fps,
+                cache_cfg,
+                numba_threads,
+                sink,
+                key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
+                retries=retries,
+                pure=False,
+            )
+        )
+
+    from distributed import as_completed
+
+    out = {name: np.full((t, n), np.nan) for name in the_plan.outputs} if sink is None else {}
+    stats = CacheStats()
+    computed = 0
+    block_seconds: list[float] = []
+    node_seconds: dict[str, float] = {}
+    messages: list[str] = []
+    rows_written = 0
+    try:
+        for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
+            res: BlockResult = fut.result()
+            if res.values is not None:
+                for name, arr in res.values.items():
+                    out[name][res.b0 : res.b1] = arr
+            stats = stats + res.stats
+            computed += res.computed
+            rows_written += res.sink_rows
+            block_seconds.append(res.seconds)
+            for k, s in res.node_seconds.items():
+                node_seconds[k] = node_seconds.get(k, 0.0) + s
+            for w in res.warnings:
+                if w not in messages:
+                    messages.append(w)
+            fut.release()
+            for h in hooks:
+                h.on_block(res, done, len(futures))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    for w in messages:
+        warnings.warn(w, RuntimeWarning, stacklevel=2)
+    result = ComputeResult(
+        factors=out,
+        dates=panel.dates,
+        symbols=panel.symbols,
+        plan=the_plan,
+        stats=stats,
+        seconds=time.perf_counter() - started,
+        computed_nodes=computed,
+        block_seconds=block_seconds,
+        node_seconds=node_seconds,
+        warnings=messages,
+        rows_written=rows_written,
+    )
+    for h in hooks:
+        h.on_finish(result)
+    log.info("%s", result.summary())
+    return result
+
+
+def _resolve(groups: Mapping[str, Any], name: str) -> str:
+    """A group level the panel lacks (IndClass.sector...) falls back like ``BlockData.group``."""
+    if name in GROUP_FIELDS and name not in groups:
+        return next((g for g in GROUP_FALLBACK if g in groups), name)
+    return name

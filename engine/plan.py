@@ -1,0 +1,260 @@
+"""The planner: a set of named factors compiled into one DAG of distinct nodes and time blocks.
+
+The algorithm, in order:
+
+1. Collect every distinct node of every factor by structural key (``expr.key``): identical
+   sub-expressions of different factors become one node (common-subexpression elimination).
+   The count before sharing is the size of the factor trees with repetition.
+2. Order the nodes children-first (a topological order) and count each node's consumers.
+3. Give every node its own lookback (rows of its inputs it reads before each output row:
+   ``ts_mean(x, 20)`` reads 19) and, walking parents before children, the *extra rows*
+   (``need``) it must be computed over before a block's first row so that every consumer
+   gets a full window — zipline's "extra rows", ``map_overlap``'s halo. Operators whose
+   value depends on all history (recursive filters such as EMA, cumulative OBV) have an
+   unbounded lookback: their inputs are computed from the first row of the panel, which is
+   exact but costs time proportional to the history before the block.
+4. Choose the time blocks. Every block holds the whole cross-section (cross-sectional and
+   group operators need every symbol of a date). The block length comes from a cost/memory
+   model: at least ``tasks_per_thread`` blocks per worker thread so Dask can balance load,
+   and no task's estimated working set above ``task_memory_bytes``.
+5. Mark which nodes are cached (``cache_nodes``: the outputs, the outputs plus shared
+   sub-expressions, or every computed node).
+
+``explain()`` prints all of it. The executor (``engine.execute``) runs a plan; the planner
+never touches data beyond the panel's shape and field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+from factors.expr import Call, Const, Expr, Field, field_lookback
+
+#: Stands for "all history before the block" in lookbacks and extra rows.
+UNBOUNDED = 1 << 40
+
+# Rough relative cost per output cell, for the cost model and explain(); measured orders of
+# magnitude of the kernels, not promises.
+_KIND_COST = {"elementwise": 1.0, "ts": 4.0, "cs": 12.0, "group": 12.0, "technical": 6.0}
+_WINDOWED_COST = {"ts_rank", "ts_median", "ts_quantile", "ts_mad"}  # O(w) per step
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanNode:
+    """One distinct node of the plan."""
+
+    key: str
+    expr: Expr
+    children: tuple[str, ...]
+    own_lookback: int
+    lookback: int
+    need: int
+    consumers: int
+    outputs: tuple[str, ...]
+    cached: bool
+    cost: float
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name: the operator or field."""
+        e = self.expr
+        if isinstance(e, Call):
+            return e.op
+        if isinstance(e, Field):
+            return e.name
+        return repr(e)
+
+    @property
+    def unbounded(self) -> bool:
+        return self.lookback >= UNBOUNDED
+
+
+def _own_lookback(e: Expr) -> int:
+    if isinstance(e, Call):
+        if e.spec.memory != "window":
+            return UNBOUNDED
+        return e.spec.lookback(e.param_dict)
+    if isinstance(e, Field):
+        return field_lookback(e.name)
+    return 0
+
+
+def _cost(e: Expr) -> float:
+    if not isinstance(e, Call):
+        return 0.0
+    if e.op in _WINDOWED_COST:
+        return 2.0 + e.param_dict.get("w", 1) / 2.0
+    return _KIND_COST.get(e.spec.kind, 4.0)
+
+
+def tree_size(exprs: Mapping[str, Expr]) -> int:
+    """Nodes of all factor trees counted with repetition (the size before any sharing)."""
+    memo: dict[str, int] = {}
+
+    def size(e: Expr) -> int:
+        if e.key not in memo:
+            memo[e.key] = 1 + sum(size(c) for c in e.children)
+        return memo[e.key]
+
+    return sum(size(e) for e in exprs.values())
+
+
+class Plan:
+    """A compiled set of factors: distinct nodes in dependency order, and time blocks."""
+
+    def __init__(
+        self,
+        exprs: Mapping[str, Expr],
+        shape: tuple[int, int],
+        *,
+        n_threads: int = 2,
+        block_rows: int | None = None,
+        tasks_per_thread: int = 3,
+        task_memory_bytes: int = 1 << 30,
+        cache_nodes: str = "shared",
+    ) -> None:
+        if not exprs:
+            raise ValueError("a plan needs at least one factor")
+        if cache_nodes not in {"outputs", "shared", "all"}:
+            raise ValueError("cache_nodes must be 'outputs', 'shared' or 'all'")
+        self.exprs = dict(exprs)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.n_threads = max(1, int(n_threads))
+        self.cache_nodes = cache_nodes
+        self.outputs = {name: e.key for name, e in self.exprs.items()}
+
+        order: list[Expr] = []
+        seen: set[str] = set()
+        for e in self.exprs.values():
+            for node in e.walk():
+                if node.key not in seen:
+                    seen.add(node.key)
+                    order.append(node)
+        consumers = {n.key: 0 for n in order}
+        for n in order:
+            for c in {c.key for c in n.children}:
+                consumers[c] += 1
+        out_names: dict[str, list[str]] = {}
+        for name, key in self.outputs.items():
+            out_names.setdefault(key, []).append(name)
+
+        own = {n.key: _own_lookback(n) for n in order}
+        total: dict[str, int] = {}
+        for n in order:
+            below = max((total[c.key] for c in n.children), default=0)
+            total[n.key] = min(UNBOUNDED, own[n.key] + below)
+        need = {n.key: 0 for n in order}
+        for n in reversed(order):
+            for c in n.children:
+                need[c.key] = min(UNBOUNDED, max(need[c.key], need[n.key] + own[n.key]))
+
+        def cached(n: Expr) -> bool:
+            if not isinstance(n, Call):
+                return False
+            if n.key in out_names or cache_nodes == "all":
+                return True
+            return cache_nodes == "shared" and consumers[n.key] >= 2
+
+        self.nodes: dict[str, PlanNode] = {}
+        for n in order:
+            self.nodes[n.key] = PlanNode(
+                key=n.key,
+                expr=n,
+                children=tuple(c.key for c in n.children),
+                own_lookback=own[n.key],
+                lookback=total[n.key],
+                need=need[n.key],
+                consumers=consumers[n.key],
+                outputs=tuple(out_names.get(n.key, ())),
+                cached=cached(n),
+                cost=_cost(n),
+            )
+        self.nodes_before_sharing = tree_size(self.exprs)
+        self.fields = sorted(
+            {n.expr.name for n in self.nodes.values() if isinstance(n.expr, Field)}
+        )
+        # Rows of raw data a block reads before its first row.
+        self.halo = max(
+            (n.need + n.own_lookback for n in self.nodes.values() if isinstance(n.expr, Field)),
+            default=0,
+        )
+        self.halo = min(self.halo, UNBOUNDED)
+        self.block_rows = self._choose_block_rows(block_rows, tasks_per_thread, task_memory_bytes)
+        t = self.shape[0]
+        self.blocks = [(b0, min(t, b0 + self.block_rows)) for b0 in range(0, t, self.block_rows)]
+
+    # -- cost / memory model ----------------------------------------------------------
+    def task_bytes(self, block_rows: int) -> int:
+        """Estimated peak bytes of one block task: inputs with halo, live nodes, outputs."""
+        t, n = self.shape
+        rows = min(t, block_rows + min(self.halo, t))
+        live = min(len(self.nodes), 24)
+        return 8 * n * (rows * (len(self.fields) + live) + block_rows * len(self.outputs))
+
+    def _choose_block_rows(self, block_rows: int | None, per_thread: int, budget: int) -> int:
+        t = self.shape[0]
+        if t == 0:
+            return 1
+        if block_rows is not None:
+            if int(block_rows) < 1:
+                raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+            return min(int(block_rows), t)
+        rows = max(1, math.ceil(t / (per_thread * self.n_threads)))
+        while rows > 1 and self.task_bytes(rows) > budget:
+            rows = max(1, rows // 2)
+        return rows
+
+    # -- reporting ----------------------------------------------------------------------
+    @property
+    def cost(self) -> float:
+        """Estimated relative cost (cell-operations) of computing every node once."""
+        t, n = self.shape
+        return sum(node.cost for node in self.nodes.values()) * t * n
+
+    @property
+    def max_lookback(self) -> int:
+        return max(n.lookback for n in self.nodes.values())
+
+    def explain(self, max_nodes: int = 40) -> str:
+        """The plan as text: sharing, lookbacks, blocks, estimated cost and memory."""
+        t, n = self.shape
+        calls = [x for x in self.nodes.values() if isinstance(x.expr, Call)]
+        n_const = sum(isinstance(x.expr, Const) for x in self.nodes.values())
+
+        def rows(v: int) -> str:
+            return "all history" if v >= UNBOUNDED else str(v)
+
+        lines = [
+            f"Plan: {len(self.outputs)} factors over {t} dates x {n} symbols",
+            f"  nodes: {self.nodes_before_sharing} before sharing -> {len(self.nodes)} distinct "
+            f"({len(calls)} operators, {len(self.fields)} fields, {n_const} constants; "
+            f"{self.nodes_before_sharing - len(self.nodes)} shared away)",
+            f"  max lookback: {rows(self.max_lookback)} rows; block halo: {rows(self.halo)} rows",
+            f"  blocks: {len(self.blocks)} x {self.block_rows} rows "
+            f"(for {self.n_threads} worker threads)",
+            f"  estimated cost: {self.cost / 1e6:,.0f} M cell-ops; "
+            f"memory per task: {self.task_bytes(self.block_rows) / 2**20:,.0f} MiB",
+            f"  cached nodes ({self.cache_nodes}): {sum(x.cached for x in self.nodes.values())}",
+            "",
+            f"  {'node':<14} {'lookback':>9} {'extra rows':>10} {'uses':>5}  {'cached':<6} formula",
+        ]
+        shown = sorted(calls, key=lambda x: (-x.cost * (x.consumers + 1), x.key))[:max_nodes]
+        for x in sorted(shown, key=lambda x: list(self.nodes).index(x.key)):
+            text = repr(x.expr)
+            text = text if len(text) <= 60 else text[:57] + "..."
+            lines.append(
+                f"  {x.label:<14} {rows(x.lookback):>9} {rows(x.need):>10} {x.consumers:>5}  "
+                f"{'yes' if x.cached else '':<6} {text}"
+                + (f"  -> {', '.join(x.outputs)}" if x.outputs else "")
+            )
+        if len(calls) > len(shown):
+            lines.append(f"  ... {len(calls) - len(shown)} more operator nodes")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"Plan({len(self.outputs)} factors, {len(self.nodes)} nodes, "
+            f"{len(self.blocks)} blocks of {self.block_rows} rows)"
+        )
