@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -112,6 +113,21 @@ def _field_nodes(expr: Expr, groups: Mapping[str, Any]) -> list[str]:
     return sorted({_resolve(groups, n.name) for n in expr.walk() if isinstance(n, Field)})
 
 
+_WARM_LOCK = threading.Lock()
+_WARMED = False
+
+
+def _warm_once() -> None:
+    """Compile (or load from numba's cache) every kernel once per process, under a host lock."""
+    global _WARMED
+    with _WARM_LOCK:
+        if not _WARMED:
+            from engine.kernels import warmup_locked
+
+            warmup_locked()
+            _WARMED = True
+
+
 def run_block(
     plan: Plan,
     data: BlockData,
@@ -125,6 +141,7 @@ def run_block(
     """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker)."""
     from engine.kernels import KERNELS
 
+    _warm_once()
     if numba_threads:
         import numba
 
@@ -364,15 +381,15 @@ def _as_exprs(factors: Mapping[str, Expr | str], panel: Any, dialect: str) -> di
     return out
 
 
-def _cluster_threads(client: Any) -> tuple[int, int]:
-    """(total worker threads, numba threads per task) from the scheduler's view."""
+def _cluster_threads(client: Any) -> tuple[int, int, int]:
+    """(workers, total worker threads, numba threads per task) from the scheduler's view."""
     info = client.scheduler_info(n_workers=-1)["workers"]
     total = sum(w.get("nthreads", 1) for w in info.values()) or 1
     per_host: dict[str, int] = {}
     for w in info.values():
         per_host[w.get("host", "")] = per_host.get(w.get("host", ""), 0) + w.get("nthreads", 1)
     busiest = max(per_host.values(), default=1)
-    return total, max(1, (os.cpu_count() or 1) // busiest)
+    return len(info), total, max(1, (os.cpu_count() or 1) // busiest)
 
 
 def plan(
@@ -412,13 +429,15 @@ def compute(
     hooks: Sequence[ComputeHooks] | None = None,
     progress: bool | None = None,
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
+    replicas: int = 2,
 ) -> ComputeResult:
     """Compute ``factors`` over ``panel`` on a Dask cluster; equals ``engine.evaluate``.
 
     ``client`` defaults to the configured scheduler or an embedded LocalCluster
     (``cluster.connect``). ``redis_url`` (or the ``REDIS_URL`` setting) enables the shared L2
     cache. ``sink(b0, b1, values)``, if given, runs on the worker for each block (e.g. a
-    store writer) and the values are not sent back.
+    store writer) and the values are not sent back. Input slices are kept on ``replicas``
+    workers so a run survives losing a worker.
     """
     from cluster.config import load_settings
     from cluster.connect import connect
@@ -433,7 +452,7 @@ def compute(
         hooks.append(ProgressBar())
 
     started = time.perf_counter()
-    n_threads, numba_threads = _cluster_threads(client)
+    n_workers, n_threads, numba_threads = _cluster_threads(client)
     the_plan = plan(
         factors,
         panel,
@@ -469,6 +488,7 @@ def compute(
         digest_size=4,
     ).hexdigest()
     futures = []
+    data_futures = []
     for b0, b1 in the_plan.blocks:
         s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
         data = BlockData(
@@ -478,6 +498,7 @@ def compute(
             n_symbols=n,
         )
         [data_future] = client.scatter([data], hash=False)
+        data_futures.append(data_future)
         d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
         futures.append(
             client.submit(
@@ -495,6 +516,11 @@ def compute(
                 pure=False,
             )
         )
+
+    # Two copies of every input slice, so losing one worker loses no data and Dask can rerun
+    # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed).
+    if n_workers > 1 and replicas > 1:
+        client.replicate(data_futures + [plan_future], n=min(replicas, n_workers))
 
     from distributed import as_completed
 

@@ -92,3 +92,111 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class DaskProcesses:
+    """A scheduler and worker processes started with the ``dask`` CLI on loopback."""
+
+    def __init__(self, tmp: Path, n_workers: int = 2):
+        import subprocess
+        import sys
+
+        self.tmp = tmp
+        self.bin = Path(sys.executable).parent / "dask"
+        self.scheduler_file = tmp / "scheduler.json"
+        self.logs: list = []
+        self.scheduler = self._spawn(
+            "scheduler",
+            [
+                str(self.bin),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(self.scheduler_file),
+            ],
+        )
+        _wait_for(self.scheduler_file.exists, 60, "the Dask scheduler to start")
+        self.workers = [self.add_worker(i) for i in range(n_workers)]
+        self._subprocess = subprocess
+
+    def _spawn(self, name: str, argv: list[str]):
+        import subprocess
+
+        log = open(self.tmp / f"{name}.log", "wb")
+        self.logs.append(log)
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+    def add_worker(self, i: int):
+        return self._spawn(
+            f"worker-{i}",
+            [
+                str(self.bin),
+                "worker",
+                "--scheduler-file",
+                str(self.scheduler_file),
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--host",
+                "127.0.0.1",
+                "--memory-limit",
+                "4GiB",
+                "--name",
+                f"w{i}",
+            ],
+        )
+
+    def close(self) -> None:
+        for p in [*self.workers, self.scheduler]:
+            if p.poll() is None:
+                p.terminate()
+        for p in [*self.workers, self.scheduler]:
+            try:
+                p.wait(timeout=10)
+            except Exception:
+                p.kill()
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory) -> Iterator[DaskProcesses]:
+    """A real multi-process Dask cluster: one scheduler and two worker processes."""
+    procs = DaskProcesses(tmp_path_factory.mktemp("dask"))
+    yield procs
+    procs.close()
+
+
+@pytest.fixture
+def dask_client(dask_processes: DaskProcesses):
+    """A client of the multi-process cluster, waiting until two workers are up."""
+    from distributed import Client
+
+    client = Client(scheduler_file=str(dask_processes.scheduler_file), timeout=60)
+    client.wait_for_workers(2, timeout=120)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def small_panel():
+    """A synthetic panel with NaNs, listings, halts and industries (120 dates x 30 symbols)."""
+    from engine.sources import synthetic
+
+    return synthetic(n_symbols=30, n_dates=120, seed=7)

@@ -1,0 +1,66 @@
+"""The kernel registry: ``KERNELS`` maps every canonical operator name to its kernel.
+
+Each kernel module (rolling, rolling_order, rolling_pair, ewm, elementwise, cross_section,
+group, technical) exports its own ``KERNELS`` dict and a ``warmup()``; this module merges
+the dicts (a name registered twice is an error) and ``warmup()`` compiles everything once
+per process (numba compiles lazily; call it when a worker starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+import numpy as np
+
+from engine.kernels import (
+    cross_section,
+    elementwise,
+    ewm,
+    group,
+    rolling,
+    rolling_order,
+    rolling_pair,
+    technical,
+)
+
+__all__ = ["KERNELS", "MODULES", "warmup", "warmup_locked"]
+
+MODULES: tuple[ModuleType, ...] = (
+    elementwise,
+    rolling,
+    rolling_order,
+    rolling_pair,
+    ewm,
+    cross_section,
+    group,
+    technical,
+)
+
+
+def _merge(modules: tuple[ModuleType, ...]) -> dict[str, Callable[..., np.ndarray]]:
+    merged: dict[str, Callable[..., np.ndarray]] = {}
+    for module in modules:
+        for name, fn in module.KERNELS.items():
+            if name in merged:
+                raise RuntimeError(f"kernel {name!r} is registered twice ({module.__name__})")
+            merged[name] = fn
+    return merged
+
+
+KERNELS: dict[str, Callable[..., np.ndarray]] = _merge(MODULES)
+
+
+def warmup() -> None:
+    """Compile every kernel once (call once per worker process before timing anything)."""
+    for module in MODULES:
+        module.warmup()
+
+
+def warmup_locked() -> None:
+    """``warmup()`` under a per-host file lock: one process builds numba's on-disk cache at a
+    time, the others then load it (see ``engine.kernels._jit``)."""
+    from engine.kernels._jit import warmup_lock
+
+    with warmup_lock():
+        warmup()

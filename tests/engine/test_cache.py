@@ -1,0 +1,213 @@
+"""The cache: wire format, L1 bounds, and L2 behaviour against a real Redis."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import socket
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from engine import compute, evaluate
+from engine.cache import MAGIC, CacheError, MemoryLRU, decode, encode
+from engine.sources import synthetic
+
+FACTORS = {
+    "a": "rank(ts_mean(close, 5)) - rank(volume)",
+    "b": "ts_corr(close, volume, 8)",
+    "c": "IndNeutralize(delta(close, 3), IndClass.industry)",
+}
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return synthetic(n_symbols=20, n_dates=90, seed=5)
+
+
+def test_roundtrip_keeps_bits_and_compute_time():
+    a = np.random.default_rng(0).normal(size=(7, 5))
+    a[2, 3] = np.nan
+    a[0, 0] = -0.0
+    for compress in (True, False):
+        back, seconds = decode(encode(a, 1.25, compress=compress))
+        assert back.tobytes() == a.tobytes()
+        assert seconds == 1.25
+
+
+@pytest.mark.parametrize(
+    "blob, message",
+    [
+        (b"", "too short"),
+        (pickle.dumps(np.zeros((2, 2))), "bad magic"),
+        (MAGIC + b"\xff\xff\x00\x00" + b"{}", "bad header length"),
+        (MAGIC + (2).to_bytes(4, "little") + b"{]", "unreadable header"),
+    ],
+)
+def test_decode_rejects_what_it_did_not_write(blob, message):
+    with pytest.raises(CacheError, match=message):
+        decode(blob)
+
+
+def test_decode_rejects_corrupt_payload():
+    blob = bytearray(encode(np.arange(12.0).reshape(3, 4), compress=False))
+    blob[-3] ^= 0xFF
+    with pytest.raises(CacheError, match="checksum"):
+        decode(bytes(blob))
+
+
+def test_lru_is_bounded_in_bytes_and_evicts_oldest():
+    lru = MemoryLRU(max_bytes=3 * 800)
+    for i in range(5):
+        lru.put(f"k{i}", np.full((10, 10), float(i)), 0.0)  # 800 bytes each
+    assert lru.nbytes <= 3 * 800 and len(lru) == 3
+    assert lru.get("k0") is None and lru.get("k4") is not None
+    hit, _ = lru.get("k3")
+    assert not hit.flags.writeable
+
+
+def _fresh_cluster():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    return Client(cluster), cluster
+
+
+def test_second_run_by_new_client_hits_l2_for_every_block(redis_url, redis_namespace, panel):
+    from cluster.config import load_settings
+
+    settings = load_settings(cache_namespace=redis_namespace, redis_url=redis_url)
+    expected = evaluate(FACTORS, panel)
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        first = compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+    assert first.stats.l2_hits == 0 and first.stats.stored > 0
+    client, cluster = _fresh_cluster()  # new worker processes: empty L1
+    with client, cluster:
+        second = compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+    n_blocks = len(second.plan.blocks)
+    assert second.stats.l2_hits == n_blocks * len(FACTORS)
+    assert second.stats.misses == 0 and second.computed_nodes == 0
+    assert second.stats.l2_saved_s > 0
+    for name in FACTORS:
+        np.testing.assert_array_equal(second[name], first[name])
+        np.testing.assert_allclose(second[name], expected[name], rtol=1e-12, equal_nan=True)
+
+
+def test_changing_one_factor_recomputes_only_its_nodes(redis_url, redis_namespace, panel):
+    from cluster.config import load_settings
+
+    settings = load_settings(
+        cache_namespace=redis_namespace, redis_url=redis_url, cache_nodes="all"
+    )
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+        changed = dict(FACTORS, b="ts_corr(close, volume, 8) * 2")  # one new node: mul
+        again = compute(changed, panel, client, block_rows=15, settings=settings, progress=False)
+    n_blocks = len(again.plan.blocks)
+    assert again.computed_nodes == n_blocks  # the new mul node, once per block
+    expected = evaluate(changed, panel)
+    np.testing.assert_allclose(again["b"], expected["b"], rtol=1e-12, equal_nan=True)
+
+
+def test_planted_pickle_is_rejected_and_never_unpickled(
+    redis_url, redis_namespace, panel, tmp_path
+):
+    from cluster.config import load_settings
+
+    settings = load_settings(cache_namespace=redis_namespace, redis_url=redis_url)
+    marker = tmp_path / "unpickled"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+    r = redis.Redis.from_url(redis_url)
+    keys = sorted(k.decode() for k in r.scan_iter(f"{redis_namespace}:*"))
+    assert keys, "the first run stored nothing in Redis"
+    r.set(keys[0], pickle.dumps(Exploit()))
+    good = encode(np.zeros((3, 3)))
+    r.set(keys[1], good[:4] + b"\x10\x00\x00\x00" + good[8:])  # corrupt header length
+    client, cluster = _fresh_cluster()
+    with client, cluster, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+    assert again.stats.rejected == 2
+    assert any("rejected cached value" in str(w.message) for w in caught)
+    assert not marker.exists()
+    expected = evaluate(FACTORS, panel)
+    for name in FACTORS:
+        np.testing.assert_allclose(again[name], expected[name], rtol=1e-12, equal_nan=True)
+    r.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_redis_killed_mid_run_finishes_on_l1_with_a_warning(tmp_path, panel):
+    from cluster.config import load_settings
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is not installed (scripts/test installs it)"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    settings = load_settings(redis_url=url, redis_timeout_seconds=0.5)
+
+    class KillRedisAfterFirstBlock:
+        def on_plan(self, plan):
+            pass
+
+        def on_block(self, result, done, total):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+        def on_finish(self, result):
+            pass
+
+    many = {f"f{i}": f"ts_rank(ts_corr(close, volume, {4 + i}), 9)" for i in range(8)}
+    client, cluster = _fresh_cluster()
+    try:
+        with client, cluster, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = compute(
+                many,
+                panel,
+                client,
+                block_rows=5,
+                settings=settings,
+                hooks=[KillRedisAfterFirstBlock()],
+                progress=False,
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert result.stats.l2_errors > 0
+    assert any("Redis cache unavailable" in str(w.message) for w in caught)
+    expected = evaluate(many, panel)
+    for name in many:
+        np.testing.assert_allclose(result[name], expected[name], rtol=1e-12, equal_nan=True)

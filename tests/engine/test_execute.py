@@ -1,0 +1,139 @@
+"""The Dask executor equals the single-process evaluation, on a real multi-process cluster."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine import compute, evaluate, plan
+from engine.plan import UNBOUNDED
+from factors import library
+
+MIXED = {
+    "mom": "close / delay(close, 20) - 1",
+    "pv": "-1 * correlation(rank(open), rank(volume), 10)",
+    "z": "rank(ts_mean(returns, 5)) * 2",
+    "g": "IndNeutralize(ts_rank(close, 10), IndClass.industry)",
+    "nested": "ts_max(ts_mean(close, 5), 7) / ts_min(low, 3)",
+    "decay": "decay_linear(rank(volume), 8)",
+    "rsi": "rsi(close, 14)",
+}
+
+
+def assert_same(actual: dict, expected: dict, rtol: float = 1e-12) -> None:
+    """Equal NaN pattern; values equal to ``rtol`` of the factor's scale.
+
+    Running-sum kernels start their sums at the block's first halo row instead of the
+    panel's first row, so the last bits can differ (summation order); a relative tolerance
+    on values that cancel to ~0 needs the factor's own scale as the reference.
+    """
+    assert set(actual) == set(expected)
+    for name in expected:
+        a, e = actual[name], expected[name]
+        assert a.shape == e.shape, name
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(e), err_msg=f"NaN pattern of {name}")
+        scale = np.nanmax(np.abs(e)) if np.isfinite(e).any() else 1.0
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale, equal_nan=True, err_msg=name)
+
+
+def test_plan_shares_subexpressions(small_panel):
+    p = plan({"a": "rank(close) + rank(volume)", "b": "rank(close) * 2"}, small_panel)
+    # a: add(rank(close), rank(volume)) = 5 nodes; b: mul(rank(close), 2) = 4 nodes
+    assert p.nodes_before_sharing == 9
+    assert len(p.nodes) == 7  # rank(close) and close shared
+    text = p.explain()
+    assert "9 before sharing -> 7 distinct" in text
+    assert "blocks:" in text and "memory per task" in text
+
+
+def test_plan_lookbacks_and_halo(small_panel):
+    p = plan({"x": "ts_mean(delay(close, 5), 10)", "e": "ema(close, 0.5)"}, small_panel)
+    by_op = {n.label: n for n in p.nodes.values()}
+    assert by_op["ts_mean"].lookback == 14
+    assert by_op["delay"].need == 9
+    assert by_op["ema"].lookback >= UNBOUNDED
+    assert p.halo >= UNBOUNDED  # ema reads all history
+
+
+@pytest.mark.parametrize("block_rows", [7, 33, None])
+def test_compute_equals_evaluate(dask_client, small_panel, block_rows):
+    expected = evaluate(MIXED, small_panel)
+    result = compute(MIXED, small_panel, dask_client, block_rows=block_rows, progress=False)
+    if block_rows:
+        assert result.plan.block_rows == block_rows
+    assert len(result.plan.blocks) >= 2
+    assert_same(result.factors, expected)
+    frame = result.to_frame()
+    assert list(frame.index.names) == ["date", "asset"]
+    assert frame.shape == (small_panel.shape[0] * small_panel.shape[1], len(MIXED))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lib", ["alpha101", "alpha158", "technical"])
+def test_libraries_equal_evaluate(dask_client, lib):
+    from engine.sources import synthetic
+
+    panel = synthetic(n_symbols=24, n_dates=160, seed=11)
+    factors = library.load(lib)
+    dialect = "qlib" if lib == "alpha158" else "alpha101"
+    expected = evaluate(factors, panel, dialect=dialect)
+    # blocks of 25 rows: shorter than the longest lookbacks (Alpha158 has 60-row windows)
+    result = compute(factors, panel, dask_client, block_rows=25, progress=False)
+    assert result.plan.max_lookback > 25
+    assert_same(result.factors, expected)
+
+
+def test_compute_on_real_sample_equals_evaluate(dask_client):
+    from engine.sources import sample
+
+    panel = sample().islice(900, 1100)
+    factors = {**MIXED, "a158": "Corr($close, Log($volume+1), 10)"}
+    factors.pop("a158")
+    expected = evaluate(factors, panel)
+    result = compute(factors, panel, dask_client, block_rows=40, progress=False)
+    assert_same(result.factors, expected)
+
+
+def test_killing_a_worker_mid_run_gives_the_same_result(dask_processes, small_panel):
+    from distributed import Client
+
+    client = Client(scheduler_file=str(dask_processes.scheduler_file), timeout=60)
+    client.wait_for_workers(2, timeout=120)
+    try:
+        slow = {f"f{i}": f"ts_rank(ts_corr(close, volume, {5 + i}), 15)" for i in range(12)}
+        expected = evaluate(slow, small_panel)
+        victim = dask_processes.workers[1]
+        killed = threading.Event()
+
+        class KillAfterFirstBlock:
+            def on_plan(self, plan):
+                pass
+
+            def on_block(self, result, done, total):
+                if not killed.is_set():
+                    os.kill(victim.pid, signal.SIGKILL)
+                    killed.set()
+
+            def on_finish(self, result):
+                pass
+
+        result = compute(
+            slow,
+            small_panel,
+            client,
+            block_rows=4,
+            hooks=[KillAfterFirstBlock()],
+            progress=False,
+            cache=False,
+        )
+        assert killed.is_set() and victim.wait(timeout=30) is not None
+        assert_same(result.factors, expected)
+    finally:
+        client.close()
+        # bring the cluster back to two workers for later tests
+        dask_processes.workers[1] = dask_processes.add_worker(int(time.time()) % 100000)

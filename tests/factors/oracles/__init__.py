@@ -1,0 +1,1 @@
+"""Independent pandas transcriptions used as test oracles for the factor libraries."""
