@@ -40,6 +40,7 @@ import pandas as pd
 
 from engine.cache import CacheStats, TieredCache, cache_key, process_l1, process_l2
 from engine.errors import PlanError
+from engine.kernels import BLOCK_ALIGNED
 from engine.plan import UNBOUNDED, Plan
 from factors import parse
 from factors.expr import GROUP_FIELDS, Call, Const, Expr, Field
@@ -101,11 +102,15 @@ class BlockResult:
 
 
 # ------------------------------------------------------------------ the block task
-def _data_version(fps: Mapping[str, Sequence[str]], fields: Sequence[str], k0: int, k1: int) -> str:
+def _range_version(
+    digests: Mapping[str, np.ndarray], fields: Sequence[str], r0: int, r1: int
+) -> str:
+    """Data version of rows ``[r0, r1)`` of ``fields``: a hash of their per-row digests."""
     h = hashlib.blake2b(digest_size=16)
+    h.update(f"{r0}:{r1}".encode())
     for f in fields:
-        for k in range(k0, k1 + 1):
-            h.update(fps[f][k].encode())
+        h.update(f.encode() + b"\0")
+        h.update(digests[f][r0:r1].tobytes())
     return h.hexdigest()
 
 
@@ -133,7 +138,7 @@ def run_block(
     data: BlockData,
     b0: int,
     b1: int,
-    fingerprints: Mapping[str, Sequence[str]],
+    digests: Mapping[str, np.ndarray],
     cache: CacheConfig,
     numba_threads: int = 0,
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
@@ -165,28 +170,38 @@ def run_block(
         need = plan.nodes[key].need
         return 0 if need >= UNBOUNDED else max(0, b0 - need)
 
+    origin = plan.origin
+    t_panel = plan.shape[0]
+
+    def grid_rows(g: int) -> tuple[int, int]:
+        """Panel rows of absolute grid block ``g``, cut to the panel."""
+        return max(g * block_rows, origin) - origin, min(
+            (g + 1) * block_rows, origin + t_panel
+        ) - origin
+
     def key_for(key: str, g: int) -> str:
         node = plan.nodes[key]
-        g0 = g * block_rows
-        first = 0 if node.lookback >= UNBOUNDED else max(0, g0 - node.lookback) // block_rows
+        a0, a1 = grid_rows(g)
+        r0 = 0 if node.lookback >= UNBOUNDED else max(0, a0 - node.lookback)
         if key not in field_sets:
             field_sets[key] = _field_nodes(node.expr, data.groups)
-        version = _data_version(fingerprints, field_sets[key], first, g)
-        return cache_key(cache.namespace, key, version, g0, min(plan.shape[0], g0 + block_rows))
+        version = _range_version(digests, field_sets[key], r0, a1)
+        return cache_key(cache.namespace, key, version, origin + a0, origin + a1)
 
     def from_cache(key: str, start: int) -> np.ndarray | None:
-        own = b0 // block_rows
+        own = (origin + b0) // block_rows
         hit = tiers.get(key_for(key, own))
         if hit is None:
             return None
         parts = [hit]
-        for g in range(own - 1, start // block_rows - 1, -1):
+        first = (origin + start) // block_rows
+        for g in range(own - 1, first - 1, -1):
             prev = tiers.get(key_for(key, g))
             if prev is None:
                 return None
             parts.insert(0, prev)
         stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return stacked[start - (start // block_rows) * block_rows :]
+        return stacked[start - grid_rows(first)[0] :]
 
     def materialize(key: str) -> tuple[int, np.ndarray]:
         if key in memo:
@@ -210,6 +225,11 @@ def run_block(
             value_args = e.args[:-1] if grouped else e.args
             kids = [materialize(c.key) for c in value_args]
             s = max((k[0] for k in kids), default=start)
+            if e.op in BLOCK_ALIGNED:
+                # start on an absolute multiple of w, a window early (see BLOCK_ALIGNED)
+                w = int(e.param_dict[BLOCK_ALIGNED[e.op]])
+                s = max(0, ((origin + start) // w - 1) * w - origin)
+                assert s >= max(k[0] for k in kids), "planner gave too few extra rows"
             arrays = [np.ascontiguousarray(carr[s - c0 :]) for c0, carr in kids]
             if grouped:
                 arrays.append(data.group(e.args[-1].name, s, b1))
@@ -227,7 +247,7 @@ def run_block(
                 if remaining[c] <= 0 and not plan.nodes[c].outputs:
                     memo.pop(c, None)
             if node.cached:
-                tiers.put(key_for(key, b0 // block_rows), arr[b0 - start :], elapsed)
+                tiers.put(key_for(key, (origin + b0) // block_rows), arr[b0 - start :], elapsed)
         memo[key] = (start, arr)
         return memo[key]
 
@@ -343,25 +363,24 @@ class ComputeResult:
         )
 
 
-def field_fingerprints(panel: Any, fields: Sequence[str], block_rows: int) -> dict[str, list[str]]:
-    """blake2b digest of each field (or group) over each block of rows, with its dates/symbols."""
-    t = len(panel.dates)
+def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
+    """A 16-byte blake2b digest of every row of every field (or group), with its date and the
+    universe; a range of rows is versioned by hashing its row digests (``_range_version``)."""
     sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
     dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
-    out: dict[str, list[str]] = {}
+    out: dict[str, np.ndarray] = {}
     for f in fields:
-        arr = panel[f]
-        digests = []
-        for g0 in range(0, t, block_rows):
-            g1 = min(t, g0 + block_rows)
-            h = hashlib.blake2b(digest_size=16)
-            h.update(f.encode() + b"\0" + sym)
-            h.update(dates[g0:g1].data)
-            block = np.ascontiguousarray(arr[g0:g1])
-            if block.dtype == np.float64 and np.isnan(block).any():
-                block = np.where(np.isnan(block), np.nan, block)  # one NaN bit pattern
-            h.update(block.data)
-            digests.append(h.hexdigest())
+        arr = np.asarray(panel[f])
+        if arr.dtype == np.float64:
+            arr = np.where(np.isnan(arr), np.nan, arr)  # one NaN bit pattern
+        arr = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
+        prefix = f.encode() + b"\0" + sym
+        digests = np.empty((len(dates), 16), dtype=np.uint8)
+        for t in range(len(dates)):
+            h = hashlib.blake2b(prefix, digest_size=16)
+            h.update(dates[t : t + 1].data)
+            h.update(arr[t].data)
+            digests[t] = np.frombuffer(h.digest(), dtype=np.uint8)
         out[f] = digests
     return out
 
@@ -401,6 +420,7 @@ def plan(
     block_rows: int | None = None,
     task_memory_bytes: int = 1 << 30,
     cache_nodes: str = "shared",
+    origin: int = 0,
 ) -> Plan:
     """Compile ``factors`` for ``panel`` into a :class:`Plan` (see ``Plan.explain()``)."""
     exprs = _as_exprs(factors, panel, dialect)
@@ -411,6 +431,7 @@ def plan(
         block_rows=block_rows,
         task_memory_bytes=task_memory_bytes,
         cache_nodes=cache_nodes,
+        origin=origin,
     )
 
 
@@ -430,6 +451,7 @@ def compute(
     progress: bool | None = None,
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
     replicas: int = 2,
+    origin: int = 0,
 ) -> ComputeResult:
     """Compute ``factors`` over ``panel`` on a Dask cluster; equals ``engine.evaluate``.
 
@@ -437,7 +459,10 @@ def compute(
     (``cluster.connect``). ``redis_url`` (or the ``REDIS_URL`` setting) enables the shared L2
     cache. ``sink(b0, b1, values)``, if given, runs on the worker for each block (e.g. a
     store writer) and the values are not sent back. Input slices are kept on ``replicas``
-    workers so a run survives losing a worker.
+    workers so a run survives losing a worker. ``origin`` is the row number of the panel's
+    first date in its source's calendar (0: the panel is the whole history): blocks and the
+    restart rows of running-sum kernels are anchored to that calendar, so a window computed
+    with enough history gives the same bits as the whole history, and shares cache entries.
     """
     from cluster.config import load_settings
     from cluster.connect import connect
@@ -461,6 +486,7 @@ def compute(
         block_rows=block_rows or settings.block_rows,
         task_memory_bytes=settings.task_memory_bytes,
         cache_nodes=cache_nodes or settings.cache_nodes,
+        origin=origin,
     )
     for h in hooks:
         h.on_plan(the_plan)
@@ -473,7 +499,7 @@ def compute(
             if isinstance(n.expr, Field)
         }
     )
-    fps = field_fingerprints(panel, used, the_plan.block_rows)
+    digests = row_digests(panel, used)
     cache_cfg = CacheConfig(
         namespace=settings.cache_namespace,
         l1_bytes=settings.l1_cache_bytes,
@@ -507,7 +533,7 @@ def compute(
                 data_future,
                 b0,
                 b1,
-                fps,
+                digests,
                 cache_cfg,
                 numba_threads,
                 sink,

@@ -30,6 +30,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
+from engine.kernels import BLOCK_ALIGNED
 from factors.expr import Call, Const, Expr, Field, field_lookback
 
 #: Stands for "all history before the block" in lookbacks and extra rows.
@@ -73,8 +74,13 @@ class PlanNode:
 
 def _own_lookback(e: Expr) -> int:
     if isinstance(e, Call):
-        if e.spec.memory != "window":
+        # Recursive filters and cumulative sums depend on all history; the technical
+        # indicators' windows count valid bars (skipping halts), so in rows they are unbounded.
+        if e.spec.memory != "window" or e.spec.kind == "technical":
             return UNBOUNDED
+        if e.op in BLOCK_ALIGNED:
+            # started on a multiple of w at least one window early: see BLOCK_ALIGNED
+            return 2 * int(e.param_dict[BLOCK_ALIGNED[e.op]]) - 1
         return e.spec.lookback(e.param_dict)
     if isinstance(e, Field):
         return field_lookback(e.name)
@@ -87,6 +93,17 @@ def _cost(e: Expr) -> float:
     if e.op in _WINDOWED_COST:
         return 2.0 + e.param_dict.get("w", 1) / 2.0
     return _KIND_COST.get(e.spec.kind, 4.0)
+
+
+def lookbacks(exprs: Mapping[str, Expr]) -> dict[str, int]:
+    """Rows of history each node needs under the executor's rules (``UNBOUNDED``: all)."""
+    total: dict[str, int] = {}
+    for e in exprs.values():
+        for n in e.walk():
+            if n.key not in total:
+                below = max((total[c.key] for c in n.children), default=0)
+                total[n.key] = min(UNBOUNDED, _own_lookback(n) + below)
+    return total
 
 
 def tree_size(exprs: Mapping[str, Expr]) -> int:
@@ -114,6 +131,7 @@ class Plan:
         tasks_per_thread: int = 3,
         task_memory_bytes: int = 1 << 30,
         cache_nodes: str = "shared",
+        origin: int = 0,
     ) -> None:
         if not exprs:
             raise ValueError("a plan needs at least one factor")
@@ -141,10 +159,7 @@ class Plan:
             out_names.setdefault(key, []).append(name)
 
         own = {n.key: _own_lookback(n) for n in order}
-        total: dict[str, int] = {}
-        for n in order:
-            below = max((total[c.key] for c in n.children), default=0)
-            total[n.key] = min(UNBOUNDED, own[n.key] + below)
+        total = lookbacks(self.exprs)
         need = {n.key: 0 for n in order}
         for n in reversed(order):
             for c in n.children:
@@ -182,8 +197,23 @@ class Plan:
         )
         self.halo = min(self.halo, UNBOUNDED)
         self.block_rows = self._choose_block_rows(block_rows, tasks_per_thread, task_memory_bytes)
-        t = self.shape[0]
-        self.blocks = [(b0, min(t, b0 + self.block_rows)) for b0 in range(0, t, self.block_rows)]
+        if origin < 0:
+            raise ValueError(f"origin must be >= 0, got {origin}")
+        self.origin = int(origin)
+        self.blocks = self._grid(self.shape[0], self.block_rows, self.origin)
+
+    @staticmethod
+    def _grid(t: int, rows: int, origin: int) -> list[tuple[int, int]]:
+        """Blocks on a calendar-anchored grid: absolute rows [k*rows, (k+1)*rows), cut to the
+        panel, in the panel's own row numbers (so runs over different windows of one source
+        share block boundaries, and so cache entries)."""
+        out = []
+        a = origin
+        while a < origin + t:
+            b = min(origin + t, (a // rows + 1) * rows)
+            out.append((a - origin, b - origin))
+            a = b
+        return out
 
     # -- cost / memory model ----------------------------------------------------------
     def task_bytes(self, block_rows: int) -> int:

@@ -29,7 +29,7 @@ import pandas as pd
 from cluster.config import Settings, load_settings
 from engine.execute import ComputeResult, compute, plan
 from engine.panel import Panel
-from engine.plan import UNBOUNDED, Plan
+from engine.plan import UNBOUNDED, Plan, lookbacks
 from factors import parse
 from factors.expr import Expr
 
@@ -106,7 +106,7 @@ class Pipeline:
         i1 = len(dates) if end is None else int(dates.searchsorted(pd.Timestamp(end), "right"))
         if i1 <= i0:
             raise ValueError(f"no trading dates in [{start}, {end}] in the source")
-        lookback = max(e.lookback for e in self._exprs().values())
+        lookback = max(lookbacks(self._exprs()).values())
         h0 = 0 if lookback >= UNBOUNDED else max(0, i0 - lookback)
         return h0, i0, i1
 
@@ -122,6 +122,7 @@ class Pipeline:
             n_threads=n_threads,
             block_rows=self.settings.block_rows,
             cache_nodes=self.settings.cache_nodes,
+            origin=h0,
         )
 
     def explain(self, start: Any = None, end: Any = None) -> str:
@@ -137,6 +138,7 @@ class Pipeline:
         h0, i0, i1 = self._rows(start, end)
         window = self.panel.islice(h0, i1)
         t0 = time.perf_counter()
+        kw.setdefault("origin", h0)
         self.result = compute(
             self._exprs(), window, client, dialect=self.dialect, settings=self.settings, **kw
         )

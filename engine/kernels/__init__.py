@@ -24,7 +24,32 @@ from engine.kernels import (
     technical,
 )
 
-__all__ = ["KERNELS", "MODULES", "warmup", "warmup_locked"]
+__all__ = ["BLOCK_ALIGNED", "KERNELS", "MODULES", "warmup", "warmup_locked"]
+
+#: Kernels that keep running sums and recompute them from scratch every ``w`` rows counted
+#: from the first row they are given (operator -> name of its window parameter). Their last
+#: bits depend on where a computation starts, so the executor starts them on a multiple of
+#: ``w`` rows at least one window before the first row it needs: then they recompute at the
+#: same rows as a whole-panel evaluation and produce the same bits (tested for every kernel
+#: in tests/engine/kernels/test_block_invariance.py).
+BLOCK_ALIGNED: dict[str, str] = {
+    op: "w"
+    for op in (
+        "ts_sum",
+        "ts_mean",
+        "ts_std",
+        "ts_var",
+        "ts_skew",
+        "ts_kurt",
+        "ts_product",
+        "ts_cov",
+        "ts_corr",
+        "ts_slope",
+        "ts_rsquare",
+        "ts_resi",
+        "decay_linear",
+    )
+}
 
 MODULES: tuple[ModuleType, ...] = (
     elementwise,

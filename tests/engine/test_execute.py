@@ -54,8 +54,9 @@ def test_plan_shares_subexpressions(small_panel):
 def test_plan_lookbacks_and_halo(small_panel):
     p = plan({"x": "ts_mean(delay(close, 5), 10)", "e": "ema(close, 0.5)"}, small_panel)
     by_op = {n.label: n for n in p.nodes.values()}
-    assert by_op["ts_mean"].lookback == 14
-    assert by_op["delay"].need == 9
+    # ts_mean is started on a multiple of w one window early: 2w-1 rows (see BLOCK_ALIGNED)
+    assert by_op["ts_mean"].lookback == 19 + 5
+    assert by_op["delay"].need == 19
     assert by_op["ema"].lookback >= UNBOUNDED
     assert p.halo >= UNBOUNDED  # ema reads all history
 
@@ -137,3 +138,17 @@ def test_killing_a_worker_mid_run_gives_the_same_result(dask_processes, small_pa
         client.close()
         # bring the cluster back to two workers for later tests
         dask_processes.workers[1] = dask_processes.add_worker(int(time.time()) % 100000)
+
+
+def test_window_with_origin_equals_whole_history_bit_for_bit(dask_client, small_panel):
+    """A window that starts later, with enough history, gives the whole run's bits."""
+    factors = {"m": "ts_mean(close, 7)", "c": "rank(correlation(close, volume, 9))"}
+    whole = evaluate(factors, small_panel)
+    p = plan(factors, small_panel)
+    h0 = 37
+    window = small_panel.islice(h0, None)
+    result = compute(factors, window, dask_client, block_rows=16, origin=h0, progress=False)
+    first_exact = p.max_lookback  # rows of the window before its values are whole-history exact
+    for name in factors:
+        np.testing.assert_array_equal(result[name][first_exact:], whole[name][h0 + first_exact :])
+    assert [b for b in result.plan.blocks][:2] == [(0, 11), (11, 27)]  # grid anchored at 0
