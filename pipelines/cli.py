@@ -44,6 +44,12 @@ def _settings(args: argparse.Namespace):
     )
 
 
+def _rows(n: int) -> str:
+    from engine.plan import UNBOUNDED
+
+    return "all history" if n >= UNBOUNDED else f"{n} rows"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The bundled real S&P 500 sample through a LocalCluster into SQLite."""
     from cluster.connect import close_local
@@ -54,23 +60,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.db is None:
         settings = settings.replace(database_url="sqlite:///alphaforge-demo.db")
     t0 = time.perf_counter()
-    pipe = Pipeline(DEMO_FACTORS, source="sample", name="demo", settings=settings)
+    pipe = Pipeline(
+        DEMO_FACTORS,
+        source="sample",
+        name="demo",
+        settings=settings,
+        libraries=dict.fromkeys(DEMO_FACTORS, "demo"),
+    )
     panel = pipe.panel
     print(f"data: {panel!r}")
     print(panel.quality.summary(max_rows=3))
-    start = panel.dates[-args.days] if args.days < len(panel.dates) else panel.dates[0]
-    plan = pipe.plan(start, None)
-    print(
-        f"plan: {len(plan.outputs)} factors, {plan.nodes_before_sharing} nodes -> "
-        f"{len(plan.nodes)} after sharing, {len(plan.blocks)} blocks of {plan.block_rows} rows"
-    )
+    start = panel.dates[max(0, len(panel.dates) - args.days)]
+    for plan in pipe.plans(start, None):
+        print(
+            f"plan: {len(plan.outputs)} factors, {plan.nodes_before_sharing} nodes -> "
+            f"{len(plan.nodes)} after sharing, {len(plan.blocks)} blocks of "
+            f"{plan.block_rows} rows, lookback {_rows(plan.max_lookback)}"
+        )
     try:
         frame = pipe.run(start, None)
-        result = pipe.result
-        assert result is not None
-        print(result.summary())
+        for result in pipe.results:
+            print(result.summary())
         with open_store(settings.database_url) as store:
-            written = pipe.write(store, library="demo")
+            written = pipe.write(store)
             last = frame.index.get_level_values("date").max()
             back = store.cross_section("sector_mom", last)
         print(f"stored {written:,} values in {mask_url(settings.database_url)}")

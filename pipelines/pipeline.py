@@ -10,51 +10,57 @@ df = p.run("2016-01-01", "2017-12-31")   # MultiIndex (date, asset), one column 
 p.explain(); p.write()                   # the plan; persist the last run
 ```
 
-A pipeline loads only the history its longest lookback needs before ``start``, computes on
-the configured cluster (``engine.compute``), and returns the requested dates. ``screen`` is an
-expression; rows where it is false or NaN are dropped from the frame, like zipline's screen.
+How a run works:
+
+1. Read the source's trading calendar and find the requested rows ``[i0, i1)``.
+2. Split the factors by the history they need (``engine.plan.lookbacks``): factors with a
+   finite lookback ``L`` load only rows ``[i0 - L, i1)``; those that depend on all history
+   (EMA-type filters, OBV) load from the first date. The computed range starts on the
+   cache's block grid, so runs over overlapping windows share cached blocks.
+3. Compute each group with ``engine.compute`` and ``origin`` set to the window's first row in
+   the calendar: the values equal a computation over the whole history, bit for bit.
+4. Keep the requested dates; ``screen`` (an expression) blanks rows where it is false or NaN,
+   like zipline's screen.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cluster.config import Settings, load_settings
+from engine.cache import CacheStats
 from engine.execute import ComputeResult, compute, plan
 from engine.panel import Panel
 from engine.plan import UNBOUNDED, Plan, lookbacks
 from factors import parse
 from factors.expr import Expr
+from pipelines.spec import Source
 
 log = logging.getLogger(__name__)
 
 SCREEN = "__screen__"
 
 
-def load_source(source: Any) -> Panel:
-    """A Panel from a Panel, ``"sample"``, ``"synthetic"``, or a .parquet/.csv path."""
-    from engine import sources
-
-    if isinstance(source, Panel):
+def as_source(source: Any) -> Source:
+    """A :class:`Source` from a Source, a Panel, ``"sample"``, ``"synthetic"`` or a path."""
+    if isinstance(source, Source):
         return source
-    if callable(source):
-        return source()
+    if isinstance(source, Panel):
+        return Source("panel", panel=source)
     if source in (None, "sample"):
-        return sources.sample()
+        return Source("sample")
     if source == "synthetic":
-        return sources.synthetic()
-    path = Path(str(source))
-    if path.suffix == ".parquet":
-        return sources.read_parquet(path)
-    if path.suffix == ".csv":
-        return sources.read_csv(path)
+        return Source("synthetic")
+    text = str(source)
+    if text.endswith(".parquet"):
+        return Source("parquet", path=text)
+    if text.endswith(".csv"):
+        return Source("csv", path=text)
     raise ValueError(f"unknown source {source!r}: use a Panel, 'sample', 'synthetic' or a path")
 
 
@@ -65,33 +71,62 @@ class Pipeline:
         self,
         factors: Mapping[str, Expr | str],
         *,
-        source: Panel | str | Callable[[], Panel] | None = "sample",
+        source: Panel | Source | str | None = "sample",
         screen: Expr | str | None = None,
         dialect: str = "alpha101",
         name: str = "pipeline",
         settings: Settings | None = None,
+        libraries: Mapping[str, str] | None = None,
     ) -> None:
         if not factors:
             raise ValueError("a pipeline needs at least one factor")
         self.name = name
         self.dialect = dialect
         self.settings = settings or load_settings()
-        self.source = source
-        self._panel: Panel | None = None
+        self.source = as_source(source)
         self.factors: dict[str, Expr] = {
             k: parse(v, dialect) if isinstance(v, str) else v for k, v in factors.items()
         }
+        self.libraries = dict(libraries or {})
         self.screen = parse(screen, dialect) if isinstance(screen, str) else screen
-        self.result: ComputeResult | None = None
-        self._range: tuple[int, int] | None = None
+        self._calendar: pd.DatetimeIndex | None = None
+        self.results: list[ComputeResult] = []
+        self._values: dict[str, np.ndarray] | None = None
+        self._dates: pd.DatetimeIndex | None = None
+        self._symbols: pd.Index | None = None
 
-    # -- data -------------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: Any) -> Pipeline:
+        """The pipeline a :class:`pipelines.spec.Spec` describes."""
+        return cls(
+            spec.factors,
+            source=spec.source,
+            screen=spec.screen,
+            name=spec.name,
+            settings=spec.settings,
+            libraries=spec.libraries,
+        )
+
+    # -- calendar and history ----------------------------------------------------------
+    @property
+    def calendar(self) -> pd.DatetimeIndex:
+        """The source's trading dates (read once)."""
+        if self._calendar is None:
+            self._calendar = self.source.calendar()
+        return self._calendar
+
     @property
     def panel(self) -> Panel:
-        """The whole source panel (loaded once)."""
-        if self._panel is None:
-            self._panel = load_source(self.source)
-        return self._panel
+        """The whole source as a Panel (loads everything; runs load only what they need)."""
+        return self.source.load()
+
+    def _rows(self, start: Any, end: Any) -> tuple[int, int]:
+        dates = self.calendar
+        i0 = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start), "left"))
+        i1 = len(dates) if end is None else int(dates.searchsorted(pd.Timestamp(end), "right"))
+        if i1 <= i0:
+            raise ValueError(f"no trading dates in [{start}, {end}] in the source")
+        return i0, i1
 
     def _exprs(self) -> dict[str, Expr]:
         out = dict(self.factors)
@@ -99,109 +134,180 @@ class Pipeline:
             out[SCREEN] = self.screen
         return out
 
-    def _rows(self, start: Any, end: Any) -> tuple[int, int, int]:
-        """(first history row, first requested row, end row) in the source panel."""
-        dates = self.panel.dates
-        i0 = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start), "left"))
-        i1 = len(dates) if end is None else int(dates.searchsorted(pd.Timestamp(end), "right"))
-        if i1 <= i0:
-            raise ValueError(f"no trading dates in [{start}, {end}] in the source")
-        lookback = max(lookbacks(self._exprs()).values())
-        h0 = 0 if lookback >= UNBOUNDED else max(0, i0 - lookback)
-        return h0, i0, i1
+    def _groups(self) -> list[tuple[int, dict[str, Expr]]]:
+        """Factors grouped by the history they need: (lookback rows, factors)."""
+        exprs = self._exprs()
+        total = lookbacks(exprs)
+        bounded = {k: e for k, e in exprs.items() if total[e.key] < UNBOUNDED}
+        unbounded = {k: e for k, e in exprs.items() if total[e.key] >= UNBOUNDED}
+        out = []
+        if bounded:
+            out.append((max(total[e.key] for e in bounded.values()), bounded))
+        if unbounded:
+            out.append((UNBOUNDED, unbounded))
+        return out
+
+    def _window(self, i0: int, lookback: int) -> int:
+        """First calendar row to load: on the block grid, ``lookback`` rows before ``i0``."""
+        rows = self.settings.block_rows
+        c0 = (i0 // rows) * rows if rows else i0
+        return 0 if lookback >= UNBOUNDED else max(0, c0 - lookback)
+
+    def history_needed(self, start: Any = None, end: Any = None) -> dict[str, int]:
+        """Calendar rows each group of factors loads for ``[start, end]`` (for reports)."""
+        i0, i1 = self._rows(start, end)
+        return {
+            ("all history" if lb >= UNBOUNDED else f"lookback {lb}"): i1 - self._window(i0, lb)
+            for lb, _ in self._groups()
+        }
 
     # -- API --------------------------------------------------------------------------
-    def plan(self, start: Any = None, end: Any = None) -> Plan:
-        """The execution plan for ``[start, end]``."""
-        h0, _, i1 = self._rows(start, end)
-        n_threads = self.settings.n_workers * self.settings.threads_per_worker
-        return plan(
-            self._exprs(),
-            self.panel.islice(h0, i1),
-            dialect=self.dialect,
-            n_threads=n_threads,
-            block_rows=self.settings.block_rows,
-            cache_nodes=self.settings.cache_nodes,
-            origin=h0,
-        )
+    def plans(self, start: Any = None, end: Any = None) -> list[Plan]:
+        """The execution plan of each history group for ``[start, end]``."""
+        i0, i1 = self._rows(start, end)
+        out = []
+        for lookback, exprs in self._groups():
+            h0 = self._window(i0, lookback)
+            window = self.source.load(self.calendar[h0], self.calendar[i1 - 1])
+            out.append(
+                plan(
+                    exprs,
+                    window,
+                    dialect=self.dialect,
+                    n_threads=self.settings.n_workers * self.settings.threads_per_worker,
+                    block_rows=self.settings.block_rows,
+                    cache_nodes=self.settings.cache_nodes,
+                    origin=h0,
+                )
+            )
+        return out
 
     def explain(self, start: Any = None, end: Any = None) -> str:
-        """The plan as text (also printed)."""
-        text = self.plan(start, end).explain()
+        """The plans as text (also printed)."""
+        text = "\n\n".join(p.explain() for p in self.plans(start, end))
         print(text)
         return text
 
     def run(
-        self, start: Any = None, end: Any = None, client: Any = None, **kw: Any
+        self,
+        start: Any = None,
+        end: Any = None,
+        client: Any = None,
+        **kw: Any,
     ) -> pd.DataFrame:
         """Compute the factors over ``[start, end]``; alphalens-layout frame."""
-        h0, i0, i1 = self._rows(start, end)
-        window = self.panel.islice(h0, i1)
-        t0 = time.perf_counter()
-        kw.setdefault("origin", h0)
-        self.result = compute(
-            self._exprs(), window, client, dialect=self.dialect, settings=self.settings, **kw
-        )
-        self._range = (i0 - h0, i1 - h0)
-        log.info("pipeline %r: %s", self.name, self.result.summary())
-        frame = self.frame()
-        log.debug("pipeline %r done in %.2fs", self.name, time.perf_counter() - t0)
-        return frame
+        i0, i1 = self._rows(start, end)
+        self.results = []
+        values: dict[str, np.ndarray] = {}
+        symbols: pd.Index | None = None
+        cal = self.calendar
+        for lookback, exprs in self._groups():
+            h0 = self._window(i0, lookback)
+            window = self.source.load(cal[h0], cal[i1 - 1])
+            if not window.dates.equals(cal[h0:i1]):
+                raise ValueError(
+                    f"source returned {len(window.dates)} dates for {cal[h0]:%Y-%m-%d}.."
+                    f"{cal[i1 - 1]:%Y-%m-%d}, its calendar has {i1 - h0}"
+                )
+            result = compute(
+                exprs,
+                window,
+                client,
+                dialect=self.dialect,
+                settings=self.settings,
+                origin=h0,
+                **kw,
+            )
+            self.results.append(result)
+            part = {k: v[i0 - h0 :] for k, v in result.factors.items()}
+            if symbols is None:
+                symbols = window.symbols
+            elif not window.symbols.equals(symbols):
+                union = symbols.union(window.symbols)
+                values = {k: _reindex(v, symbols, union) for k, v in values.items()}
+                part = {k: _reindex(v, window.symbols, union) for k, v in part.items()}
+                symbols = union
+            values.update(part)
+        assert symbols is not None
+        self._dates, self._symbols = cal[i0:i1], symbols
+        screen = values.pop(SCREEN, None)
+        if screen is not None:
+            blank = ~(np.nan_to_num(screen, nan=0.0) != 0)
+            values = {k: np.where(blank, np.nan, v) for k, v in values.items()}
+        self._values = {k: values[k] for k in self.factors}
+        for r in self.results:
+            log.info("pipeline %r: %s", self.name, r.summary())
+        return self.frame()
+
+    # -- results ------------------------------------------------------------------------
+    @property
+    def stats(self) -> CacheStats:
+        """Cache statistics of the last run, summed over its groups."""
+        total = CacheStats()
+        for r in self.results:
+            total = total + r.stats
+        return total
 
     def values(self) -> dict[str, np.ndarray]:
         """The last run's (dates, symbols) arrays over the requested dates, screen applied."""
-        if self.result is None or self._range is None:
+        if self._values is None:
             raise RuntimeError("run the pipeline first")
-        r0, r1 = self._range
-        out = {k: v[r0:r1] for k, v in self.result.factors.items() if k != SCREEN}
-        if self.screen is not None:
-            keep = self.result.factors[SCREEN][r0:r1]
-            mask = ~(np.nan_to_num(keep, nan=0.0) != 0)
-            out = {k: np.where(mask, np.nan, v) for k, v in out.items()}
-        return out
+        return self._values
 
+    @property
     def dates(self) -> pd.DatetimeIndex:
-        assert self.result is not None and self._range is not None
-        r0, r1 = self._range
-        return self.result.dates[r0:r1]
+        if self._dates is None:
+            raise RuntimeError("run the pipeline first")
+        return self._dates
 
-    def frame(self) -> pd.DataFrame:
-        """The last run as a long frame (MultiIndex (date, asset)); screened rows dropped."""
+    @property
+    def symbols(self) -> pd.Index:
+        if self._symbols is None:
+            raise RuntimeError("run the pipeline first")
+        return self._symbols
+
+    def frame(self, dropna: bool = True) -> pd.DataFrame:
+        """The last run as a long frame (MultiIndex (date, asset)); all-NaN rows dropped."""
         values = self.values()
-        dates, symbols = self.dates(), self.result.symbols
-        t, n = len(dates), len(symbols)
+        t, n = len(self.dates), len(self.symbols)
         index = pd.MultiIndex.from_arrays(
-            [np.repeat(dates.values, n), np.tile(symbols.values, t)], names=["date", "asset"]
+            [np.repeat(self.dates.values, n), np.tile(self.symbols.values, t)],
+            names=["date", "asset"],
         )
         frame = pd.DataFrame({k: v.reshape(-1) for k, v in values.items()}, index=index)
-        if self.screen is not None:
-            keep = self.result.factors[SCREEN][self._range[0] : self._range[1]].reshape(-1)
-            frame = frame[np.nan_to_num(keep, nan=0.0) != 0]
-        return frame
+        return frame.dropna(how="all") if dropna else frame
 
-    def write(self, store: Any = None, *, library: str | None = None) -> int:
-        """Persist the last run's values (requested dates only) to ``store``; values written."""
+    def write(self, store: Any = None, *, block_rows: int = 64) -> int:
+        """Persist the last run's values to ``store`` (URL, Store or None: the settings' URL).
+
+        Records a run (factors registered with formula and structural hash), writes one
+        transaction per block of dates, and closes the run with its status and count.
+        """
         from engine.store import open_store
 
-        if self.result is None:
-            raise RuntimeError("run the pipeline first")
+        values = self.values()
         own = store is None or isinstance(store, str)
         st = open_store(store or self.settings.database_url) if own else store
-        values = self.values()
-        dates, symbols = self.dates(), self.result.symbols
-        specs = {k: (repr(e), e.key, library) for k, e in self.factors.items()}
-        run_id = st.start_run(self.name, dates[0], dates[-1], specs)
-        written = 0
         try:
-            step = max(1, self.result.plan.block_rows)
-            for b0 in range(0, len(dates), step):
-                b1 = min(len(dates), b0 + step)
-                block = {k: np.ascontiguousarray(v[b0:b1]) for k, v in values.items()}
-                written += st.write_block(run_id, block, dates[b0:b1], symbols)
-        except BaseException as exc:
-            st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
-            raise
-        st.finish_run(run_id, "succeeded", written)
-        if own:
-            st.close()
-        return written
+            specs = {k: (repr(e), e.key, self.libraries.get(k)) for k, e in self.factors.items()}
+            run_id = st.start_run(self.name, self.dates[0], self.dates[-1], specs)
+            written = 0
+            try:
+                for b0 in range(0, len(self.dates), block_rows):
+                    b1 = min(len(self.dates), b0 + block_rows)
+                    block = {k: np.ascontiguousarray(v[b0:b1]) for k, v in values.items()}
+                    written += st.write_block(run_id, block, self.dates[b0:b1], self.symbols)
+            except BaseException as exc:
+                st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
+                raise
+            st.finish_run(run_id, "succeeded", written)
+            return written
+        finally:
+            if own:
+                st.close()
+
+
+def _reindex(arr: np.ndarray, have: pd.Index, want: pd.Index) -> np.ndarray:
+    out = np.full((arr.shape[0], len(want)), np.nan)
+    out[:, want.get_indexer(have)] = arr
+    return out

@@ -50,10 +50,23 @@ def read_parquet(
     universe: Iterable[str] | None = None,
     on_bad_rows: str = "raise",
     stale_days: int | None = None,
+    start: Any = None,
+    end: Any = None,
 ) -> Panel:
-    """Read a Parquet file (``columns`` = file columns to read, default all) into a Panel."""
+    """Read a Parquet file (``columns`` = file columns to read, default all) into a Panel.
+
+    ``start``/``end`` (inclusive) read only those dates' row groups and rows (predicate
+    pushdown), so an incremental run reads just the history it needs.
+    """
     p = _check_path(path)
-    df = pd.read_parquet(p, columns=None if columns is None else list(columns))
+    filters = []
+    if start is not None:
+        filters.append((date, ">=", pd.Timestamp(start)))
+    if end is not None:
+        filters.append((date, "<=", pd.Timestamp(end)))
+    df = pd.read_parquet(
+        p, columns=None if columns is None else list(columns), filters=filters or None
+    )
     return _build(
         df,
         rename,

@@ -10,6 +10,7 @@ There is no vwap column: ``panel["vwap"]`` falls back to (high + low + close) / 
 from __future__ import annotations
 
 from importlib.resources import as_file, files
+from typing import Any
 
 from engine.panel import Panel
 from engine.sources.files import read_parquet
@@ -19,7 +20,14 @@ __all__ = ["SAMPLE_FILE", "sample"]
 SAMPLE_FILE = "sp500_sample.parquet"
 
 
-def sample() -> Panel:
-    """Load the bundled real sample as a validated Panel (defect rows quarantined)."""
+def sample(start: Any = None, end: Any = None) -> Panel:
+    """Load the bundled real sample as a validated Panel (defect rows quarantined).
+
+    ``start``/``end`` (inclusive) load only those dates."""
     with as_file(files("engine").joinpath("data", SAMPLE_FILE)) as path:
-        return read_parquet(path, on_bad_rows="drop")
+        return read_parquet(path, on_bad_rows="drop", start=start, end=end)
+
+
+def sample_path():
+    """A context manager giving the bundled sample's file path."""
+    return as_file(files("engine").joinpath("data", SAMPLE_FILE))
