@@ -492,6 +492,7 @@ def compute(
         h.on_plan(the_plan)
     t, n = panel.shape
     groups = getattr(panel, "groups", {}) or {}
+    _check_fields(the_plan, panel, groups)
     used = sorted(
         {
             _resolve(groups, n.expr.name)
@@ -597,6 +598,21 @@ def compute(
         h.on_finish(result)
     log.info("%s", result.summary())
     return result
+
+
+def _check_fields(the_plan: Plan, panel: Any, groups: Mapping[str, Any]) -> None:
+    """Fail before any work when a factor reads a field the panel does not have."""
+    have = set(getattr(panel, "field_names", ())) | set(groups)
+    missing: dict[str, list[str]] = {}
+    for name, e in the_plan.exprs.items():
+        for n in e.walk():
+            if isinstance(n, Field) and _resolve(groups, n.name) not in have:
+                missing.setdefault(n.name, []).append(name)
+    if missing:
+        detail = "; ".join(
+            f"{f!r} (needed by {', '.join(sorted(set(names))[:5])})" for f, names in missing.items()
+        )
+        raise PlanError(f"the panel lacks field(s) {detail}; it has {', '.join(sorted(have))}")
 
 
 def _resolve(groups: Mapping[str, Any], name: str) -> str:

@@ -102,6 +102,83 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
+def _spec(args: argparse.Namespace):
+    from pipelines.spec import Spec
+
+    settings = _settings(args)
+    spec = Spec.from_toml(args.spec, settings=settings)
+    if getattr(args, "db", None):  # a flag beats the spec file
+        spec.settings = spec.settings.replace(database_url=args.db)
+    if getattr(args, "redis", None):
+        spec.settings = spec.settings.replace(redis_url=args.redis)
+    return spec
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Compute a spec over a date range and store it."""
+    from cluster.connect import close_local
+    from pipelines.batch import BatchSummary
+    from pipelines.pipeline import Pipeline
+
+    spec = _spec(args)
+    t0 = time.perf_counter()
+    pipe = Pipeline.from_spec(spec)
+    try:
+        frame = pipe.run(args.start, args.end)
+        written = 0 if args.no_write else pipe.write()
+    finally:
+        close_local()
+    summary = BatchSummary("run", spec.name, list(pipe.dates), written)
+    summary.seconds = time.perf_counter() - t0
+    summary.hit_rate = pipe.stats.hit_rate
+    print(f"{len(frame):,} (date, asset) rows x {frame.shape[1]} factors")
+    print(summary)
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """Compute and store the new date(s) of a spec."""
+    from cluster.connect import close_local
+    from pipelines.batch import nightly
+    from pipelines.locks import LockBusy
+
+    spec = _spec(args)
+    try:
+        print(nightly(spec, args.date, wait=args.wait))
+    except LockBusy as exc:
+        print(f"alphaforge nightly: {exc}; exiting without running (use --wait to queue)")
+        return 0
+    finally:
+        close_local()
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Compute and store a date range in resumable chunks."""
+    from cluster.connect import close_local
+    from pipelines.batch import backfill
+
+    spec = _spec(args)
+    try:
+        print(backfill(spec, args.start, args.end, chunk=args.chunk, wait=args.wait))
+    finally:
+        close_local()
+    return 0
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    """Pre-fill the shared cache with a spec's latest dates."""
+    from cluster.connect import close_local
+    from pipelines.batch import warm
+
+    spec = _spec(args)
+    try:
+        print(warm(spec, args.days))
+    finally:
+        close_local()
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     """List recorded runs."""
     from engine.store import open_store
@@ -165,6 +242,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="rows to show at each end (default 5)")
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default 2)")
     p.set_defaults(func=cmd_demo)
+
+    def with_spec(p: argparse.ArgumentParser) -> None:
+        p.add_argument("spec", help="pipeline spec (TOML), e.g. pipelines/specs/production.toml")
+        common(p)
+        p.add_argument("--redis", help="shared cache URL (default: spec / REDIS_URL)")
+        p.add_argument("--scheduler", help="Dask scheduler address (default: spec / local)")
+        p.add_argument("--workers", type=int, help="LocalCluster worker processes")
+
+    p = sub.add_parser("run", help="compute a spec over a date range and store it")
+    with_spec(p)
+    p.add_argument("--start", required=True)
+    p.add_argument("--end", required=True)
+    p.add_argument("--no-write", action="store_true", help="compute only")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("nightly", help="compute and store the new date(s) of a spec")
+    with_spec(p)
+    p.add_argument("--date", help="last date to compute (default: the source's last date)")
+    p.add_argument("--wait", action="store_true", help="wait for a running nightly to finish")
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("backfill", help="compute and store a range in resumable chunks")
+    with_spec(p)
+    p.add_argument("--start", required=True)
+    p.add_argument("--end", required=True)
+    p.add_argument("--chunk", type=int, default=250, help="dates per chunk (default 250)")
+    p.add_argument("--wait", action="store_true", help="wait for a running batch to finish")
+    p.set_defaults(func=cmd_backfill)
+
+    p = sub.add_parser("warm", help="pre-fill the shared cache with a spec's latest dates")
+    with_spec(p)
+    p.add_argument("--days", type=int, help="dates to warm (default: the spec's warm_days)")
+    p.set_defaults(func=cmd_warm)
 
     p = sub.add_parser("runs", help="list recorded runs")
     common(p)

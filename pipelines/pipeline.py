@@ -36,7 +36,7 @@ from cluster.config import Settings, load_settings
 from engine.cache import CacheStats
 from engine.execute import ComputeResult, compute, plan
 from engine.panel import Panel
-from engine.plan import UNBOUNDED, Plan, lookbacks
+from engine.plan import UNBOUNDED, Plan, default_block_rows, lookbacks
 from factors import parse
 from factors.expr import Expr
 from pipelines.spec import Source
@@ -147,17 +147,22 @@ class Pipeline:
             out.append((UNBOUNDED, unbounded))
         return out
 
-    def _window(self, i0: int, lookback: int) -> int:
-        """First calendar row to load: on the block grid, ``lookback`` rows before ``i0``."""
-        rows = self.settings.block_rows
-        c0 = (i0 // rows) * rows if rows else i0
+    def _block_rows(self, i0: int, i1: int) -> int:
+        threads = self.settings.n_workers * self.settings.threads_per_worker
+        return self.settings.block_rows or default_block_rows(i1 - i0, threads)
+
+    def _window(self, i0: int, lookback: int, rows: int) -> int:
+        """First calendar row to load: ``lookback`` rows before the block-grid row <= ``i0``."""
+        c0 = (i0 // rows) * rows
         return 0 if lookback >= UNBOUNDED else max(0, c0 - lookback)
 
     def history_needed(self, start: Any = None, end: Any = None) -> dict[str, int]:
         """Calendar rows each group of factors loads for ``[start, end]`` (for reports)."""
         i0, i1 = self._rows(start, end)
+        rows = self._block_rows(i0, i1)
         return {
-            ("all history" if lb >= UNBOUNDED else f"lookback {lb}"): i1 - self._window(i0, lb)
+            ("all history" if lb >= UNBOUNDED else f"lookback {lb}"): i1
+            - self._window(i0, lb, rows)
             for lb, _ in self._groups()
         }
 
@@ -165,9 +170,10 @@ class Pipeline:
     def plans(self, start: Any = None, end: Any = None) -> list[Plan]:
         """The execution plan of each history group for ``[start, end]``."""
         i0, i1 = self._rows(start, end)
+        rows = self._block_rows(i0, i1)
         out = []
         for lookback, exprs in self._groups():
-            h0 = self._window(i0, lookback)
+            h0 = self._window(i0, lookback, rows)
             window = self.source.load(self.calendar[h0], self.calendar[i1 - 1])
             out.append(
                 plan(
@@ -175,7 +181,7 @@ class Pipeline:
                     window,
                     dialect=self.dialect,
                     n_threads=self.settings.n_workers * self.settings.threads_per_worker,
-                    block_rows=self.settings.block_rows,
+                    block_rows=rows,
                     cache_nodes=self.settings.cache_nodes,
                     origin=h0,
                 )
@@ -201,8 +207,10 @@ class Pipeline:
         values: dict[str, np.ndarray] = {}
         symbols: pd.Index | None = None
         cal = self.calendar
+        rows = self._block_rows(i0, i1)
+        kw.setdefault("block_rows", rows)
         for lookback, exprs in self._groups():
-            h0 = self._window(i0, lookback)
+            h0 = self._window(i0, lookback, rows)
             window = self.source.load(cal[h0], cal[i1 - 1])
             if not window.dates.equals(cal[h0:i1]):
                 raise ValueError(

@@ -48,7 +48,7 @@ _ALLOWED = {
     "pipeline": {"name", "dialect"},
     "source": {"kind", "path", "url", "table", "n_symbols", "n_dates", "seed", "on_bad_rows"},
     "universe": {"screen"},
-    "factors": {"libraries", "formulas"},
+    "factors": {"libraries", "formulas", "exclude"},
     "store": {"url"},
     "cache": {"redis_url", "warm_days"},
     "cluster": {"address", "block_rows", "n_workers", "retries"},
@@ -179,6 +179,10 @@ class Spec:
             for k, e in library.load(lib).items():
                 factors[k] = e
                 libs[k] = lib
+        for k in fac.get("exclude", []):
+            if k not in factors:
+                raise ConfigError(f"{where}: [factors] exclude names unknown factor {k!r}")
+            del factors[k], libs[k]
         for k, text in fac.get("formulas", {}).items():
             if k in factors:
                 raise ConfigError(f"{where}: factor {k!r} is defined twice")
