@@ -106,8 +106,7 @@ def _range_version(
     digests: Mapping[str, np.ndarray], fields: Sequence[str], r0: int, r1: int
 ) -> str:
     """Data version of rows ``[r0, r1)`` of ``fields``: a hash of their per-row digests."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{r0}:{r1}".encode())
+    h = hashlib.blake2b(digest_size=16)  # row digests carry their dates: no row numbers here
     for f in fields:
         h.update(f.encode() + b"\0")
         h.update(digests[f][r0:r1].tobytes())
@@ -421,6 +420,7 @@ def plan(
     task_memory_bytes: int = 1 << 30,
     cache_nodes: str = "shared",
     origin: int = 0,
+    start_row: int = 0,
 ) -> Plan:
     """Compile ``factors`` for ``panel`` into a :class:`Plan` (see ``Plan.explain()``)."""
     exprs = _as_exprs(factors, panel, dialect)
@@ -432,6 +432,7 @@ def plan(
         task_memory_bytes=task_memory_bytes,
         cache_nodes=cache_nodes,
         origin=origin,
+        start_row=start_row,
     )
 
 
@@ -452,6 +453,7 @@ def compute(
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
     replicas: int = 2,
     origin: int = 0,
+    start_row: int = 0,
 ) -> ComputeResult:
     """Compute ``factors`` over ``panel`` on a Dask cluster; equals ``engine.evaluate``.
 
@@ -463,6 +465,8 @@ def compute(
     first date in its source's calendar (0: the panel is the whole history): blocks and the
     restart rows of running-sum kernels are anchored to that calendar, so a window computed
     with enough history gives the same bits as the whole history, and shares cache entries.
+    Rows before ``start_row`` are history only: they are read as halo, not computed (NaN in
+    the result).
     """
     from cluster.config import load_settings
     from cluster.connect import connect
@@ -487,6 +491,7 @@ def compute(
         task_memory_bytes=settings.task_memory_bytes,
         cache_nodes=cache_nodes or settings.cache_nodes,
         origin=origin,
+        start_row=start_row,
     )
     for h in hooks:
         h.on_plan(the_plan)

@@ -95,6 +95,14 @@ def _cost(e: Expr) -> float:
     return _KIND_COST.get(e.spec.kind, 4.0)
 
 
+def default_block_rows(t: int, n_threads: int, per_thread: int = 3) -> int:
+    """Rows per block giving at least ``per_thread`` blocks per worker thread, rounded down to
+    a power of two so that runs over windows of similar length share a block grid (and so
+    their cache entries)."""
+    rows = max(1, math.ceil(t / (per_thread * max(1, n_threads))))
+    return 1 << (rows.bit_length() - 1)
+
+
 def lookbacks(exprs: Mapping[str, Expr]) -> dict[str, int]:
     """Rows of history each node needs under the executor's rules (``UNBOUNDED``: all)."""
     total: dict[str, int] = {}
@@ -132,6 +140,7 @@ class Plan:
         task_memory_bytes: int = 1 << 30,
         cache_nodes: str = "shared",
         origin: int = 0,
+        start_row: int = 0,
     ) -> None:
         if not exprs:
             raise ValueError("a plan needs at least one factor")
@@ -196,19 +205,23 @@ class Plan:
             default=0,
         )
         self.halo = min(self.halo, UNBOUNDED)
+        self._start_row = int(start_row)
         self.block_rows = self._choose_block_rows(block_rows, tasks_per_thread, task_memory_bytes)
         if origin < 0:
             raise ValueError(f"origin must be >= 0, got {origin}")
+        if not 0 <= start_row <= self.shape[0]:
+            raise ValueError(f"start_row must be in [0, {self.shape[0]}], got {start_row}")
         self.origin = int(origin)
-        self.blocks = self._grid(self.shape[0], self.block_rows, self.origin)
+        self.start_row = int(start_row)
+        self.blocks = self._grid(self.shape[0], self.block_rows, self.origin, self.start_row)
 
     @staticmethod
-    def _grid(t: int, rows: int, origin: int) -> list[tuple[int, int]]:
+    def _grid(t: int, rows: int, origin: int, start_row: int = 0) -> list[tuple[int, int]]:
         """Blocks on a calendar-anchored grid: absolute rows [k*rows, (k+1)*rows), cut to the
-        panel, in the panel's own row numbers (so runs over different windows of one source
-        share block boundaries, and so cache entries)."""
+        rows ``[start_row, t)`` to compute, in the panel's own row numbers (so runs over
+        different windows of one source share block boundaries, and so cache entries)."""
         out = []
-        a = origin
+        a = origin + start_row
         while a < origin + t:
             b = min(origin + t, (a // rows + 1) * rows)
             out.append((a - origin, b - origin))
@@ -224,14 +237,14 @@ class Plan:
         return 8 * n * (rows * (len(self.fields) + live) + block_rows * len(self.outputs))
 
     def _choose_block_rows(self, block_rows: int | None, per_thread: int, budget: int) -> int:
-        t = self.shape[0]
-        if t == 0:
+        t = self.shape[0] - self._start_row
+        if t <= 0:
             return 1
         if block_rows is not None:
             if int(block_rows) < 1:
                 raise ValueError(f"block_rows must be >= 1, got {block_rows}")
             return min(int(block_rows), t)
-        rows = max(1, math.ceil(t / (per_thread * self.n_threads)))
+        rows = default_block_rows(t, self.n_threads, per_thread)
         while rows > 1 and self.task_bytes(rows) > budget:
             rows = max(1, rows // 2)
         return rows

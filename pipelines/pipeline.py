@@ -184,6 +184,7 @@ class Pipeline:
                     block_rows=rows,
                     cache_nodes=self.settings.cache_nodes,
                     origin=h0,
+                    start_row=max(0, (i0 // rows) * rows - h0),
                 )
             )
         return out
@@ -224,6 +225,7 @@ class Pipeline:
                 dialect=self.dialect,
                 settings=self.settings,
                 origin=h0,
+                start_row=max(0, (i0 // rows) * rows - h0),
                 **kw,
             )
             self.results.append(result)

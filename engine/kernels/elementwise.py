@@ -1,0 +1,272 @@
+"""Elementwise kernels: arithmetic, math functions, comparisons and logic, cell by cell.
+
+Vectorised numpy is as fast as a numba loop for these, so they are plain ufunc calls inside
+one NaN/inf policy, applied the same way by every function here:
+
+* NaN in -> NaN out (for every operand of every op, including comparisons and logic).
+* No infinity ever leaves this module: a result of +-inf is mapped to NaN. So division by
+  zero gives NaN (not inf), ``log`` of 0 gives NaN, ``pow(0, -1)`` gives NaN.
+* Domain errors give NaN: ``log`` of a value <= 0, ``sqrt`` of a value < 0, a negative base
+  to a fractional power.
+* Comparisons (gt ge lt le eq ne) give 1.0 / 0.0; logic ops (and_ or_ not_) read nonzero as
+  true and give 1.0 / 0.0.
+
+Operands are (T, N) float arrays of one shape, or plain Python/numpy scalars (a constant in a
+formula); at least the result is always a new float64 array. This module owns only these
+cell-wise ops; windows, cross-sections and groups live in their own modules.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+
+import numpy as np
+
+from engine.kernels._validate import as_panel_array
+
+__all__ = ["KERNELS", "warmup"]
+
+Operand = np.ndarray | float
+
+
+def _operand(x: object, name: str) -> Operand:
+    """A scalar stays a float; anything else must be a 2-D panel array."""
+    if isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)):
+        return float(x)
+    return as_panel_array(x, name)
+
+
+def _operands(**named: object) -> list[Operand]:
+    """Validate each operand and check that all array operands share one shape."""
+    values = [_operand(x, name) for name, x in named.items()]
+    shapes = {
+        name: v.shape for name, v in zip(named, values, strict=True) if isinstance(v, np.ndarray)
+    }
+    if not shapes:
+        raise ValueError(f"{', '.join(named)}: at least one operand must be a 2-D array")
+    if len(set(shapes.values())) > 1:
+        desc = ", ".join(f"{n}={s}" for n, s in shapes.items())
+        raise ValueError(f"operands must have the same shape, got {desc}")
+    return values
+
+
+def _shape(*values: Operand) -> tuple[int, ...]:
+    return next(v.shape for v in values if isinstance(v, np.ndarray))
+
+
+def _finite(out: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
+    """Return a fresh float64 array of `shape` with +-inf replaced by NaN."""
+    out = np.array(np.broadcast_to(out, shape), dtype=np.float64)
+    out[np.isinf(out)] = np.nan
+    return out
+
+
+def _nan_if_any(out: np.ndarray, *values: Operand) -> np.ndarray:
+    """Set NaN wherever any operand is NaN (comparisons and logic need this explicitly)."""
+    for v in values:
+        if isinstance(v, np.ndarray):
+            out[np.isnan(v)] = np.nan
+        elif np.isnan(v):
+            out[...] = np.nan
+    return out
+
+
+# ---- arithmetic ------------------------------------------------------------------------------
+
+
+def add(a: object, b: object) -> np.ndarray:
+    """a + b."""
+    a, b = _operands(a=a, b=b)
+    return _finite(np.add(a, b), _shape(a, b))
+
+
+def sub(a: object, b: object) -> np.ndarray:
+    """a - b."""
+    a, b = _operands(a=a, b=b)
+    return _finite(np.subtract(a, b), _shape(a, b))
+
+
+def mul(a: object, b: object) -> np.ndarray:
+    """a * b."""
+    a, b = _operands(a=a, b=b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _finite(np.multiply(a, b), _shape(a, b))
+
+
+def div(a: object, b: object) -> np.ndarray:
+    """a / b; division by zero gives NaN (IEEE +-inf or 0/0, then inf mapped to NaN)."""
+    a, b = _operands(a=a, b=b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _finite(np.divide(a, b), _shape(a, b))
+
+
+def pow_(a: object, b: object) -> np.ndarray:
+    """a ** b; negative base with a fractional exponent and 0 ** negative give NaN."""
+    a, b = _operands(a=a, b=b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = _finite(np.power(a, b), _shape(a, b))
+    return _nan_if_any(out, a, b)  # numpy gives nan ** 0 == 1 ** nan == 1
+
+
+def neg(a: object) -> np.ndarray:
+    """-a."""
+    (a,) = _operands(a=a)
+    return _finite(np.negative(a), a.shape)
+
+
+def abs_(a: object) -> np.ndarray:
+    """|a|."""
+    (a,) = _operands(a=a)
+    return _finite(np.abs(a), a.shape)
+
+
+def log(a: object) -> np.ndarray:
+    """Natural log; a <= 0 gives NaN."""
+    (a,) = _operands(a=a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(a)
+    return _finite(out, a.shape)
+
+
+def sign(a: object) -> np.ndarray:
+    """-1.0, 0.0 or 1.0 (NaN stays NaN)."""
+    (a,) = _operands(a=a)
+    return _finite(np.sign(a), a.shape)
+
+
+def sqrt(a: object) -> np.ndarray:
+    """Square root; a < 0 gives NaN."""
+    (a,) = _operands(a=a)
+    with np.errstate(invalid="ignore"):
+        return _finite(np.sqrt(a), a.shape)
+
+
+def signedpower(a: object, b: object) -> np.ndarray:
+    """sign(a) * |a| ** b (Alpha101 SignedPower); `b` an array or a scalar."""
+    a, b = _operands(a=a, b=b)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.sign(a) * np.power(np.abs(a), b)
+    return _nan_if_any(_finite(out, _shape(a, b)), a, b)
+
+
+def greater(a: object, b: object) -> np.ndarray:
+    """Elementwise max(a, b); NaN if either is NaN (np.maximum, Qlib Greater)."""
+    a, b = _operands(a=a, b=b)
+    return _finite(np.maximum(a, b), _shape(a, b))
+
+
+def less(a: object, b: object) -> np.ndarray:
+    """Elementwise min(a, b); NaN if either is NaN (np.minimum, Qlib Less)."""
+    a, b = _operands(a=a, b=b)
+    return _finite(np.minimum(a, b), _shape(a, b))
+
+
+def where(cond: object, a: object, b: object) -> np.ndarray:
+    """a where cond != 0 else b; NaN where cond is NaN (and the chosen branch's NaN stays)."""
+    cond, a, b = _operands(cond=cond, a=a, b=b)
+    shape = _shape(cond, a, b)
+    out = _finite(np.where(np.asarray(cond) != 0, a, b), shape)
+    return _nan_if_any(out, cond)
+
+
+def clip(a: object, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+    """Clip a to [lo, hi] (scalars; None = unbounded on that side). NaN stays NaN."""
+    (a,) = _operands(a=a)
+    bounds = {}
+    for name, v in (("lo", lo), ("hi", hi)):
+        if v is None:
+            continue
+        if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)) or np.isnan(v):
+            raise ValueError(f"{name} must be a real number or None, got {v!r}")
+        bounds[name] = float(v)
+    if "lo" in bounds and "hi" in bounds and bounds["lo"] > bounds["hi"]:
+        raise ValueError(f"lo must be <= hi, got lo={lo!r} hi={hi!r}")
+    out = np.clip(a, bounds.get("lo", -np.inf), bounds.get("hi", np.inf))
+    return _finite(out, a.shape)
+
+
+# ---- comparisons and logic (1.0 / 0.0, NaN if any operand is NaN) -----------------------------
+
+
+def _compare(ufunc: np.ufunc) -> Callable[[object, object], np.ndarray]:
+    def op(a: object, b: object) -> np.ndarray:
+        a, b = _operands(a=a, b=b)
+        with np.errstate(invalid="ignore"):
+            out = np.array(np.broadcast_to(ufunc(a, b), _shape(a, b)), dtype=np.float64)
+        return _nan_if_any(out, a, b)
+
+    op.__name__ = ufunc.__name__
+    op.__doc__ = f"1.0 where {ufunc.__name__}(a, b) else 0.0; NaN if either operand is NaN."
+    return op
+
+
+gt = _compare(np.greater)
+ge = _compare(np.greater_equal)
+lt = _compare(np.less)
+le = _compare(np.less_equal)
+eq = _compare(np.equal)
+ne = _compare(np.not_equal)
+
+
+def and_(a: object, b: object) -> np.ndarray:
+    """1.0 where both are nonzero else 0.0; NaN if either is NaN."""
+    a, b = _operands(a=a, b=b)
+    out = np.array(np.broadcast_to(np.logical_and(a != 0, b != 0), _shape(a, b)), dtype=np.float64)
+    return _nan_if_any(out, a, b)
+
+
+def or_(a: object, b: object) -> np.ndarray:
+    """1.0 where either is nonzero else 0.0; NaN if either is NaN."""
+    a, b = _operands(a=a, b=b)
+    out = np.array(np.broadcast_to(np.logical_or(a != 0, b != 0), _shape(a, b)), dtype=np.float64)
+    return _nan_if_any(out, a, b)
+
+
+def not_(a: object) -> np.ndarray:
+    """1.0 where a == 0 else 0.0; NaN stays NaN."""
+    (a,) = _operands(a=a)
+    out = (a == 0).astype(np.float64)
+    return _nan_if_any(out, a)
+
+
+KERNELS: dict[str, Callable[..., np.ndarray]] = {
+    "add": add,
+    "sub": sub,
+    "mul": mul,
+    "div": div,
+    "pow": pow_,
+    "neg": neg,
+    "abs": abs_,
+    "log": log,
+    "sign": sign,
+    "sqrt": sqrt,
+    "signedpower": signedpower,
+    "greater": greater,
+    "less": less,
+    "where": where,
+    "clip": clip,
+    "gt": gt,
+    "ge": ge,
+    "lt": lt,
+    "le": le,
+    "eq": eq,
+    "ne": ne,
+    "and_": and_,
+    "or_": or_,
+    "not_": not_,
+}
+
+
+def warmup() -> None:
+    """Call every kernel once on a tiny array (nothing to compile; keeps the module API uniform)."""
+    x = np.array([[1.0, -2.0], [np.nan, 0.0]])
+    for name, fn in KERNELS.items():
+        if name == "where":
+            fn(x, x, x)
+        elif name == "clip":
+            fn(x, -1.0, 1.0)
+        elif fn.__code__.co_argcount == 1:
+            fn(x)
+        else:
+            fn(x, x)

@@ -1,0 +1,69 @@
+"""The notebook API: results equal the reference, screens, writes and reads back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cluster.config import load_settings
+from engine import evaluate
+from engine.sources import sample
+from factors import close, delay, rank, ts_corr, volume
+from pipelines import Pipeline
+
+
+@pytest.fixture(scope="module")
+def real():
+    return sample()
+
+
+def test_run_returns_alphalens_frame_equal_to_reference(local_client, real):
+    factors = {
+        "mom_20": close / delay(close, 20) - 1,
+        "pv": -ts_corr(rank(close), rank(volume), 10),
+        "a12": "sign(delta(volume, 1)) * (-1 * delta(close, 1))",
+    }
+    pipe = Pipeline(factors, source=real, settings=load_settings(block_rows=32))
+    frame = pipe.run("2017-06-01", "2017-09-29", local_client, progress=False)
+    assert list(frame.index.names) == ["date", "asset"]
+    assert list(frame.columns) == list(factors)
+    dates = frame.index.get_level_values("date")
+    assert dates.min() == pd.Timestamp("2017-06-01") and dates.max() == pd.Timestamp("2017-09-29")
+    whole = evaluate(factors, real)
+    rows = real.dates.get_indexer(pipe.dates)
+    for name in factors:
+        np.testing.assert_array_equal(pipe.values()[name], whole[name][rows])
+
+
+def test_screen_blanks_rows(local_client, real):
+    pipe = Pipeline(
+        {"c": "close"}, source=real, screen="close > 100", settings=load_settings(block_rows=32)
+    )
+    frame = pipe.run("2017-01-03", "2017-01-31", local_client, progress=False)
+    assert (frame["c"].dropna() > 100).all()
+    assert frame["c"].notna().sum() < len(real.symbols) * len(pipe.dates)
+
+
+def test_write_then_read_back(local_client, real, pg_url):
+    from engine.store import open_store
+
+    pipe = Pipeline({"m": "ts_mean(close, 5)"}, source=real, name="nb", settings=load_settings())
+    pipe.run("2016-03-01", "2016-03-31", local_client, progress=False)
+    store = open_store(pg_url, migrate=True)
+    written = pipe.write(store)
+    assert written == len(pipe.dates) * len(pipe.symbols)
+    back = store.cross_section("m", "2016-03-15")
+    row = pipe.dates.get_loc(pd.Timestamp("2016-03-15"))
+    expected = pd.Series(pipe.values()["m"][row], index=pipe.symbols)
+    np.testing.assert_array_equal(back.reindex(expected.index).to_numpy(), expected.to_numpy())
+    runs = store.runs()
+    assert runs.iloc[-1]["status"] == "succeeded" and runs.iloc[-1]["pipeline"] == "nb"
+    store.close()
+
+
+def test_bad_formula_names_position():
+    from engine.errors import FormulaError
+
+    with pytest.raises(FormulaError, match="ts_rnk"):
+        Pipeline({"x": "ts_rnk(close, 5)"}, source="sample")
