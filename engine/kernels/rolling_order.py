@@ -1,0 +1,270 @@
+"""Rolling order statistics over (time, symbol) panels.
+
+Owns: ts_min, ts_max, ts_argmin, ts_argmax (monotonic deques, O(1) amortised per row), and
+the O(w)-per-row ones: ts_rank (the current value compared with a ring of the last w values;
+an O(log w) order-statistic tree would only pay off for windows in the hundreds),
+ts_median/ts_quantile (a sorted copy of the window's valid values kept by insertion and
+deletion: O(log w) search plus an O(w) shift), ts_mad (two passes over the window, the
+textbook definition: the mean moves, so every deviation changes). Window/NaN/min_periods
+semantics are the shared ones described in `rolling`. All results depend on the window's
+values only, so any start row at least one window back reproduces them bit for bit.
+
+Conventions: argmax/argmin are 1..w counted from the oldest row of the window (Qlib IdxMax);
+while the window is still shorter than w at the start of the panel, the position counts from
+row 0. Ties go to the first (oldest) occurrence. ts_rank is the pandas `rank(pct=True)`
+of the current value among the valid values of the window, average ties; it is NaN when the
+current value is NaN. ts_quantile interpolates linearly (pandas `quantile`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from engine.kernels._jit import njit, prange
+from engine.kernels._validate import (
+    as_panel_array,
+    call_with_output,
+    check_min_periods,
+    check_window,
+)
+
+__all__ = [
+    "KERNELS",
+    "ts_argmax",
+    "ts_argmin",
+    "ts_mad",
+    "ts_max",
+    "ts_median",
+    "ts_min",
+    "ts_quantile",
+    "ts_rank",
+    "warmup",
+]
+
+
+# --------------------------------------------------------------------------- 1-D loops
+
+
+@njit(nogil=True, error_model="numpy")
+def _extreme_1d(a, w, minp, is_max, want_index, out):
+    # Monotonic deque held in two ring buffers of size w (row index, value): values strictly
+    # decrease (max) / increase (min) from front to back, so the front is the window's
+    # extreme, and the oldest one among ties (an equal newcomer does not evict it).
+    rows = np.empty(w, dtype=np.int64)
+    vals = np.empty(w, dtype=np.float64)
+    head = 0  # position of the front in the rings
+    size = 0
+    count = 0  # valid values in the window
+    for t in range(a.shape[0]):
+        v = a[t]
+        if t >= w and not np.isnan(a[t - w]):
+            count -= 1
+        if size > 0 and rows[head] <= t - w:  # the front left the window
+            head = head + 1 if head + 1 < w else 0
+            size -= 1
+        if not np.isnan(v):
+            count += 1
+            while size > 0:
+                back = head + size - 1
+                back = back - w if back >= w else back
+                if (vals[back] < v) if is_max else (vals[back] > v):
+                    size -= 1
+                else:
+                    break
+            tail = head + size
+            tail = tail - w if tail >= w else tail
+            rows[tail] = t
+            vals[tail] = v
+            size += 1
+        if count >= minp and size > 0:
+            out[t] = rows[head] - max(0, t - w + 1) + 1.0 if want_index else vals[head]
+        else:
+            out[t] = np.nan
+
+
+@njit(nogil=True, error_model="numpy")
+def _rank_1d(a, w, minp, out):
+    # The last w values (NaN included, rows before the start as NaN) in a small contiguous
+    # ring, scanned branch-free for each row: O(w) per row, vectorised by LLVM.
+    ring = np.full(w, np.nan)
+    pos = 0
+    for t in range(a.shape[0]):
+        v = a[t]
+        ring[pos] = v
+        pos = pos + 1 if pos + 1 < w else 0
+        out[t] = np.nan
+        if np.isnan(v):
+            continue
+        less = 0.0  # float counters: the selects vectorise (measured 1.5x over int)
+        equal = 0.0  # includes the current value itself
+        n = 0.0
+        for k in range(w):
+            x = ring[k]
+            less += 1.0 if x < v else 0.0
+            equal += 1.0 if x == v else 0.0
+            n += 1.0 if x == x else 0.0
+        if n >= minp:
+            out[t] = (less + (equal + 1) / 2.0) / n
+
+
+@njit(nogil=True, error_model="numpy")
+def _quantile_1d(a, w, minp, q, out):
+    # `buf[:n]` holds the valid values of the window in sorted order.
+    buf = np.empty(w, dtype=np.float64)
+    n = 0
+    for t in range(a.shape[0]):
+        if t >= w:
+            old = a[t - w]
+            if not np.isnan(old):
+                i = np.searchsorted(buf[:n], old)
+                for k in range(i, n - 1):
+                    buf[k] = buf[k + 1]
+                n -= 1
+        v = a[t]
+        if not np.isnan(v):
+            i = n
+            while i > 0 and buf[i - 1] > v:
+                buf[i] = buf[i - 1]
+                i -= 1
+            buf[i] = v
+            n += 1
+        if n >= minp and n > 0:
+            pos = q * (n - 1)
+            lo = int(np.floor(pos))
+            hi = min(lo + 1, n - 1)
+            frac = pos - lo
+            out[t] = buf[lo] + (buf[hi] - buf[lo]) * frac if frac > 0.0 else buf[lo]
+        else:
+            out[t] = np.nan
+
+
+@njit(nogil=True, error_model="numpy")
+def _mad_1d(a, w, minp, out):
+    for t in range(a.shape[0]):
+        start = max(0, t - w + 1)
+        total = 0.0
+        n = 0
+        for k in range(start, t + 1):
+            x = a[k]
+            if not np.isnan(x):
+                total += x
+                n += 1
+        if n < minp or n == 0:
+            out[t] = np.nan
+            continue
+        mean = total / n
+        dev = 0.0
+        for k in range(start, t + 1):
+            x = a[k]
+            if not np.isnan(x):
+                dev += abs(x - mean)
+        out[t] = dev / n
+
+
+# --------------------------------------------------------------------- parallel drivers
+
+
+@njit(parallel=True)
+def _extreme(a, w, minp, is_max, want_index, out):
+    for j in prange(a.shape[1]):
+        _extreme_1d(a[:, j], w, minp, is_max, want_index, out[:, j])
+    return out
+
+
+@njit(parallel=True)
+def _rank(a, w, minp, out):
+    for j in prange(a.shape[1]):
+        _rank_1d(a[:, j], w, minp, out[:, j])
+    return out
+
+
+@njit(parallel=True)
+def _quantile(a, w, minp, q, out):
+    for j in prange(a.shape[1]):
+        _quantile_1d(a[:, j], w, minp, q, out[:, j])
+    return out
+
+
+@njit(parallel=True)
+def _mad(a, w, minp, out):
+    for j in prange(a.shape[1]):
+        _mad_1d(a[:, j], w, minp, out[:, j])
+    return out
+
+
+# ------------------------------------------------------------------------ public wrappers
+
+
+def _args(x: np.ndarray, w: int, min_periods: int | None) -> tuple[np.ndarray, int, int]:
+    w = check_window(w, "w")
+    return as_panel_array(x, "x"), w, check_min_periods(min_periods, w)
+
+
+def ts_max(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Largest valid value in the last `w` rows."""
+    return call_with_output(_extreme, *_args(x, w, min_periods), True, False)
+
+
+def ts_min(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Smallest valid value in the last `w` rows."""
+    return call_with_output(_extreme, *_args(x, w, min_periods), False, False)
+
+
+def ts_argmax(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Position 1..w of the window's maximum counted from its oldest row; ties: oldest."""
+    return call_with_output(_extreme, *_args(x, w, min_periods), True, True)
+
+
+def ts_argmin(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Position 1..w of the window's minimum counted from its oldest row; ties: oldest."""
+    return call_with_output(_extreme, *_args(x, w, min_periods), False, True)
+
+
+def ts_rank(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Percentile rank of the current value among the window's valid values, average ties:
+    (n_less + (n_equal + 1) / 2) / n_valid. NaN when the current value is NaN."""
+    return call_with_output(_rank, *_args(x, w, min_periods))
+
+
+def ts_quantile(x: np.ndarray, w: int, q: float, min_periods: int | None = None) -> np.ndarray:
+    """`q`-quantile (0 <= q <= 1) of the window's valid values, linear interpolation."""
+    if isinstance(q, bool) or not isinstance(q, (int, float, np.floating, np.integer)):
+        raise ValueError(f"q must be a number in [0, 1], got {q!r}")
+    if not 0.0 <= float(q) <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q!r}")
+    return call_with_output(_quantile, *_args(x, w, min_periods), float(q))
+
+
+def ts_median(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Median of the window's valid values (mean of the middle two for an even count)."""
+    return call_with_output(_quantile, *_args(x, w, min_periods), 0.5)
+
+
+def ts_mad(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
+    """Mean absolute deviation of the window's valid values around their mean (Qlib Mad)."""
+    return call_with_output(_mad, *_args(x, w, min_periods))
+
+
+KERNELS: dict[str, Callable[..., np.ndarray]] = {
+    "ts_min": ts_min,
+    "ts_max": ts_max,
+    "ts_argmin": ts_argmin,
+    "ts_argmax": ts_argmax,
+    "ts_rank": ts_rank,
+    "ts_median": ts_median,
+    "ts_quantile": ts_quantile,
+    "ts_mad": ts_mad,
+}
+
+
+def warmup() -> None:
+    """Compile every kernel of this module once on a tiny panel."""
+    x = np.arange(12.0).reshape(6, 2)
+    x[2, 0] = np.nan
+    ts_max(x, 3)
+    ts_argmin(x, 3)
+    ts_rank(x, 3)
+    ts_quantile(x, 3, 0.25)
+    ts_mad(x, 3)
