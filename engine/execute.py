@@ -224,19 +224,36 @@ def run_block(
             value_args = e.args[:-1] if grouped else e.args
             kids = [materialize(c.key) for c in value_args]
             s = max((k[0] for k in kids), default=start)
+
+            def run(s0: int) -> np.ndarray:
+                arrays = [np.ascontiguousarray(carr[s0 - c0 :]) for c0, carr in kids]
+                if grouped:
+                    arrays.append(data.group(e.args[-1].name, s0, b1))
+                try:
+                    return KERNELS[e.op](*arrays, **e.param_dict)
+                except KeyError:
+                    raise PlanError(f"no kernel registered for operator {e.op!r}") from None
+
             if e.op in BLOCK_ALIGNED:
                 # start on an absolute multiple of w, a window early (see BLOCK_ALIGNED)
                 w = int(e.param_dict[BLOCK_ALIGNED[e.op]])
-                s = max(0, ((origin + start) // w - 1) * w - origin)
-                assert s >= max(k[0] for k in kids), "planner gave too few extra rows"
-            arrays = [np.ascontiguousarray(carr[s - c0 :]) for c0, carr in kids]
-            if grouped:
-                arrays.append(data.group(e.args[-1].name, s, b1))
-            try:
-                out = KERNELS[e.op](*arrays, **e.param_dict)
-            except KeyError:
-                raise PlanError(f"no kernel registered for operator {e.op!r}") from None
-            arr = out[start - s :]
+                aligned = ((origin + start) // w - 1) * w - origin
+                if aligned >= 0:
+                    assert aligned >= s, "planner gave too few extra rows"
+                    s = aligned
+                    arr = run(s)[start - s :]
+                else:
+                    # The window's history is too short for the first rows: compute them from
+                    # where the data starts, and rows a window past the first aligned row
+                    # (exact again) from that row.
+                    arr = run(s)[start - s :]
+                    first = -origin % w
+                    if first + w < b1:
+                        exact = run(first)
+                        r0 = max(start, first + w)
+                        arr[r0 - start :] = exact[r0 - first :]
+            else:
+                arr = run(s)[start - s :]
             elapsed = time.perf_counter() - t0
             nonlocal computed
             computed += 1
@@ -519,6 +536,7 @@ def compute(
         "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
         digest_size=4,
     ).hexdigest()
+    addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
     futures = []
     data_futures = []
     for b0, b1 in the_plan.blocks:
@@ -529,7 +547,10 @@ def compute(
             groups={g: panel.groups[g][s0:b1] for g in getattr(panel, "groups", {})},
             n_symbols=n,
         )
-        [data_future] = client.scatter([data], hash=False)
+        # Block g prefers the same worker in every run, so its memory cache (L1) is found
+        # again; Dask may still move it elsewhere to balance load.
+        preferred = [addresses[((the_plan.origin + b0) // the_plan.block_rows) % len(addresses)]]
+        [data_future] = client.scatter([data], hash=False, workers=preferred)
         data_futures.append(data_future)
         d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
         futures.append(
@@ -546,6 +567,8 @@ def compute(
                 key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
                 retries=retries,
                 pure=False,
+                workers=preferred,
+                allow_other_workers=True,
             )
         )
 
