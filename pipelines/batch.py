@@ -64,14 +64,23 @@ def _succeeded(store: Any, name: str) -> pd.DataFrame:
     return runs[(runs["pipeline"] == name) & (runs["status"] == "succeeded")]
 
 
-def _quality(pipe: Pipeline) -> list[str]:
-    """Factors that came out all-NaN on a date: likely a data or formula problem."""
+def _input_quality(pipe: Pipeline, dates: pd.DatetimeIndex) -> list[str]:
+    """Data-quality findings of the source on the computed dates (quarantine, halts)."""
+    panel = pipe.source.load(dates[0], dates[-1])
+    report = panel.quality
     notes = []
-    for name, v in pipe.values().items():
-        empty = np.isnan(v).all(axis=1)
-        if empty.any():
-            days = [f"{d:%Y-%m-%d}" for d in pipe.dates[empty][:3]]
-            notes.append(f"{name} is NaN for every symbol on {', '.join(days)}")
+    if report.n_quarantined:
+        first = report.quarantine.iloc[0]
+        notes.append(
+            f"{report.n_quarantined} bad bars quarantined (first: {first['symbol']} "
+            f"{pd.Timestamp(first['date']):%Y-%m-%d}: {first['reason']})"
+        )
+    traded = np.isfinite(panel["close"]).sum(axis=1)
+    thin = [f"{d:%Y-%m-%d}" for d, n in zip(panel.dates, traded) if n < 0.5 * len(panel.symbols)]
+    if thin:
+        notes.append(f"fewer than half the symbols traded on {', '.join(thin[:3])}")
+    if not notes:
+        notes.append(f"inputs clean: {int(traded.sum())} bars on {len(panel.dates)} dates")
     return notes
 
 
@@ -96,10 +105,9 @@ def nightly(
             summary.skipped.append(f"already stored up to {last:%Y-%m-%d}")
             return summary
         summary.history_rows = pipe.history_needed(new[0], new[-1])
-        pipe.run(new[0], new[-1], client)
-        summary.values_written = pipe.write(store)
+        summary.values_written = pipe.run_to_store(new[0], new[-1], url, client)
         summary.hit_rate = pipe.stats.hit_rate
-        summary.quality = _quality(pipe)
+        summary.quality = _input_quality(pipe, new)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -136,12 +144,11 @@ def backfill(
             if (part[0], part[-1]) in finished:
                 summary.skipped.append(f"{part[0]:%Y-%m-%d}..{part[-1]:%Y-%m-%d} (done earlier)")
                 continue
-            pipe.run(part[0], part[-1], client)
-            summary.values_written += pipe.write(store)
+            summary.values_written += pipe.run_to_store(part[0], part[-1], url, client)
             stats = pipe.stats
             hits += stats.l1_hits + stats.l2_hits
             lookups += stats.lookups
-            summary.quality += _quality(pipe)
+            summary.quality += _input_quality(pipe, part)
             log.info("backfill %s: %s..%s stored", spec.name, part[0], part[-1])
     summary.hit_rate = hits / lookups if lookups else 0.0
     summary.seconds = time.perf_counter() - started

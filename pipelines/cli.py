@@ -124,14 +124,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     pipe = Pipeline.from_spec(spec)
     try:
-        frame = pipe.run(args.start, args.end)
-        written = 0 if args.no_write else pipe.write()
+        if args.no_write:
+            frame = pipe.run(args.start, args.end)
+            print(f"{len(frame):,} (date, asset) rows x {frame.shape[1]} factors computed")
+            written = 0
+        else:
+            written = pipe.run_to_store(args.start, args.end)
     finally:
         close_local()
     summary = BatchSummary("run", spec.name, list(pipe.dates), written)
     summary.seconds = time.perf_counter() - t0
     summary.hit_rate = pipe.stats.hit_rate
-    print(f"{len(frame):,} (date, asset) rows x {frame.shape[1]} factors")
     print(summary)
     return 0
 

@@ -25,6 +25,7 @@ How a run works:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -136,15 +137,16 @@ class Pipeline:
 
     def _groups(self) -> list[tuple[int, dict[str, Expr]]]:
         """Factors grouped by the history they need: (lookback rows, factors)."""
-        exprs = self._exprs()
-        total = lookbacks(exprs)
-        bounded = {k: e for k, e in exprs.items() if total[e.key] < UNBOUNDED}
-        unbounded = {k: e for k, e in exprs.items() if total[e.key] >= UNBOUNDED}
+        total = lookbacks(self._exprs())
+        bounded = {k: e for k, e in self.factors.items() if total[e.key] < UNBOUNDED}
+        unbounded = {k: e for k, e in self.factors.items() if total[e.key] >= UNBOUNDED}
         out = []
-        if bounded:
-            out.append((max(total[e.key] for e in bounded.values()), bounded))
-        if unbounded:
-            out.append((UNBOUNDED, unbounded))
+        for group in (bounded, unbounded):
+            if not group:
+                continue
+            if self.screen is not None:  # every group applies the screen to its own rows
+                group[SCREEN] = self.screen
+            out.append((max(total[e.key] for e in group.values()), group))
         return out
 
     def _block_rows(self, i0: int, i1: int) -> int:
@@ -195,21 +197,10 @@ class Pipeline:
         print(text)
         return text
 
-    def run(
-        self,
-        start: Any = None,
-        end: Any = None,
-        client: Any = None,
-        **kw: Any,
-    ) -> pd.DataFrame:
-        """Compute the factors over ``[start, end]``; alphalens-layout frame."""
-        i0, i1 = self._rows(start, end)
-        self.results = []
-        values: dict[str, np.ndarray] = {}
-        symbols: pd.Index | None = None
+    def _computations(self, i0: int, i1: int):
+        """Per history group: (window panel, origin row, first computed row, factors)."""
         cal = self.calendar
         rows = self._block_rows(i0, i1)
-        kw.setdefault("block_rows", rows)
         for lookback, exprs in self._groups():
             h0 = self._window(i0, lookback, rows)
             window = self.source.load(cal[h0], cal[i1 - 1])
@@ -218,6 +209,17 @@ class Pipeline:
                     f"source returned {len(window.dates)} dates for {cal[h0]:%Y-%m-%d}.."
                     f"{cal[i1 - 1]:%Y-%m-%d}, its calendar has {i1 - h0}"
                 )
+            yield window, h0, max(0, (i0 // rows) * rows - h0), rows, exprs
+
+    def run(
+        self, start: Any = None, end: Any = None, client: Any = None, **kw: Any
+    ) -> pd.DataFrame:
+        """Compute the factors over ``[start, end]``; alphalens-layout frame."""
+        i0, i1 = self._rows(start, end)
+        self.results = []
+        values: dict[str, np.ndarray] = {}
+        symbols: pd.Index | None = None
+        for window, h0, first, rows, exprs in self._computations(i0, i1):
             result = compute(
                 exprs,
                 window,
@@ -225,8 +227,8 @@ class Pipeline:
                 dialect=self.dialect,
                 settings=self.settings,
                 origin=h0,
-                start_row=max(0, (i0 // rows) * rows - h0),
-                **kw,
+                start_row=first,
+                **{"block_rows": rows, **kw},
             )
             self.results.append(result)
             part = {k: v[i0 - h0 :] for k, v in result.factors.items()}
@@ -239,15 +241,57 @@ class Pipeline:
                 symbols = union
             values.update(part)
         assert symbols is not None
-        self._dates, self._symbols = cal[i0:i1], symbols
+        self._dates, self._symbols = self.calendar[i0:i1], symbols
         screen = values.pop(SCREEN, None)
         if screen is not None:
-            blank = ~(np.nan_to_num(screen, nan=0.0) != 0)
-            values = {k: np.where(blank, np.nan, v) for k, v in values.items()}
+            values = {k: _screened(v, screen) for k, v in values.items()}
         self._values = {k: values[k] for k in self.factors}
         for r in self.results:
             log.info("pipeline %r: %s", self.name, r.summary())
         return self.frame()
+
+    def run_to_store(
+        self, start: Any = None, end: Any = None, store: Any = None, client: Any = None, **kw: Any
+    ) -> int:
+        """Compute ``[start, end]`` and write it from the workers, block by block, in parallel.
+
+        The values never travel back to the client: each block task writes its rows through
+        the store's COPY path in its own transaction. One run record covers all blocks; it is
+        closed ``succeeded`` only if every block was written (a failed block leaves no partial
+        rows, and the run ``failed``). Returns the number of values written.
+        """
+        from engine.store import open_store
+
+        url = store or self.settings.database_url
+        i0, i1 = self._rows(start, end)
+        dates = self.calendar[i0:i1]
+        self.results = []
+        with open_store(url) as st:
+            specs = {k: (repr(e), e.key, self.libraries.get(k)) for k, e in self.factors.items()}
+            run_id = st.start_run(self.name, dates[0], dates[-1], specs)
+            written = 0
+            try:
+                for window, h0, first, rows, exprs in self._computations(i0, i1):
+                    sink = StoreSink(url, run_id, window.dates, window.symbols, i0 - h0)
+                    result = compute(
+                        exprs,
+                        window,
+                        client,
+                        dialect=self.dialect,
+                        settings=self.settings,
+                        origin=h0,
+                        start_row=first,
+                        sink=sink,
+                        **{"block_rows": rows, **kw},
+                    )
+                    self.results.append(result)
+                    written += result.rows_written
+            except BaseException as exc:
+                st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
+                raise
+            st.finish_run(run_id, "succeeded", written)
+        self._dates, self._values = dates, None
+        return written
 
     # -- results ------------------------------------------------------------------------
     @property
@@ -315,6 +359,43 @@ class Pipeline:
         finally:
             if own:
                 st.close()
+
+
+def _screened(values: np.ndarray, screen: np.ndarray) -> np.ndarray:
+    """``values`` with NaN where the screen is false or NaN."""
+    return np.where(np.nan_to_num(screen, nan=0.0) != 0, values, np.nan)
+
+
+_WORKER_STORES: dict[str, Any] = {}
+
+
+@dataclasses.dataclass
+class StoreSink:
+    """Runs on a worker for each block: writes the block's requested rows to the store."""
+
+    url: str
+    run_id: int
+    dates: pd.DatetimeIndex
+    symbols: pd.Index
+    first_row: int
+
+    def __call__(self, b0: int, b1: int, values: dict[str, np.ndarray]) -> int:
+        from engine.store import open_store
+
+        r0 = max(b0, self.first_row)
+        if r0 >= b1:
+            return 0
+        screen = values.pop(SCREEN, None)
+        block = {}
+        for name, v in values.items():
+            v = v[r0 - b0 :]
+            if screen is not None:
+                v = _screened(v, screen[r0 - b0 :])
+            block[name] = np.ascontiguousarray(v)
+        store = _WORKER_STORES.get(self.url)
+        if store is None:
+            store = _WORKER_STORES[self.url] = open_store(self.url, migrate=False)
+        return store.write_block(self.run_id, block, self.dates[r0:b1], self.symbols)
 
 
 def _reindex(arr: np.ndarray, have: pd.Index, want: pd.Index) -> np.ndarray:
