@@ -31,7 +31,9 @@ class Settings:
     database_url: str = "sqlite:///alphaforge.db"
     redis_url: str | None = None
     scheduler_address: str | None = None
-    n_workers: int = 2
+    # The embedded LocalCluster: one worker process whose numba kernels use every core
+    # (prange), so its memory cache sees every block; production clusters set their own.
+    n_workers: int = 1
     threads_per_worker: int = 1
     worker_memory_limit: str = "4GiB"
     retries: int = 2
