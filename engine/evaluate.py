@@ -26,26 +26,27 @@ from engine.errors import PlanError
 from factors import parse
 from factors.expr import GROUP_FIELDS, Call, Const, Expr, Field
 
-__all__ = ["evaluate", "resolve_group"]
+__all__ = ["as_expressions", "evaluate", "group_level", "resolve_group"]
 
 # When a panel lacks the group level a formula names (IndClass.sector|industry|subindustry),
 # use the first level it has, in this order (the real S&P 500 sample has only 'industry').
 GROUP_FALLBACK = ("industry", "sector", "subindustry")
 
 
-def resolve_group(panel: Any, name: str) -> np.ndarray:
-    """The int64 (T, N) label array of group field ``name`` (-1 = no label).
+def group_level(groups: Mapping[str, Any], name: str) -> str:
+    """The group field the panel uses for ``name``: ``sector``, ``industry`` and
+    ``subindustry`` fall back to whichever of the three it has (``GROUP_FALLBACK`` order)."""
+    if name in GROUP_FIELDS and name not in groups:
+        return next((g for g in GROUP_FALLBACK if g in groups), name)
+    return name
 
-    ``sector``, ``industry`` and ``subindustry`` fall back to whichever of the three the
-    panel has (in the order of ``GROUP_FALLBACK``); other names must exist as given.
-    """
+
+def resolve_group(panel: Any, name: str) -> np.ndarray:
+    """The int64 (T, N) label array of group field ``name`` (-1 = no label)."""
     groups: Mapping[str, np.ndarray] = getattr(panel, "groups", {}) or {}
-    if name in groups:
-        return groups[name]
-    if name in GROUP_FIELDS:
-        for alt in GROUP_FALLBACK:
-            if alt in groups:
-                return groups[alt]
+    level = group_level(groups, name)
+    if level in groups:
+        return groups[level]
     known = ", ".join(groups) or "none"
     raise PlanError(f"unknown group field {name!r}; the panel's group fields: {known}")
 
@@ -62,7 +63,10 @@ def _panel_shape(panel: Any, names: set[str]) -> tuple[int, int]:
     raise PlanError("cannot tell the panel's shape: it has no .shape and no readable field")
 
 
-def _as_expressions(factors: Mapping[str, Expr | str], panel: Any, dialect: str) -> dict:
+def as_expressions(factors: Mapping[str, Expr | str], panel: Any, dialect: str) -> dict[str, Expr]:
+    """Parse formula strings (the panel's own field names may be written bare)."""
+    if not factors:
+        raise ValueError("no factors given")
     known = list(getattr(panel, "field_names", ()) or ())
     out: dict[str, Expr] = {}
     for name, f in factors.items():
@@ -90,7 +94,7 @@ def evaluate(
     """
     if kernels is None:
         from engine.kernels import KERNELS as kernels  # noqa: N811 - numba import on demand
-    exprs = _as_expressions(factors, panel, dialect)
+    exprs = as_expressions(factors, panel, dialect)
 
     # Distinct nodes in dependency order, and how many parents (and outputs) use each.
     order: list[Expr] = []

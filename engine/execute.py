@@ -40,14 +40,12 @@ import pandas as pd
 
 from engine.cache import CacheStats, TieredCache, cache_key, process_l1, process_l2
 from engine.errors import PlanError
+from engine.evaluate import as_expressions, group_level
 from engine.kernels import BLOCK_ALIGNED
 from engine.plan import UNBOUNDED, Plan
-from factors import parse
-from factors.expr import GROUP_FIELDS, Call, Const, Expr, Field
+from factors.expr import Call, Const, Expr, Field
 
 log = logging.getLogger(__name__)
-
-GROUP_FALLBACK = ("industry", "sector", "subindustry")
 
 
 # ------------------------------------------------------------------ data handed to tasks
@@ -66,7 +64,7 @@ class BlockData:
         return self.fields[name][r0 - self.row0 : r1 - self.row0]
 
     def group(self, name: str, r0: int, r1: int) -> np.ndarray:
-        name = _resolve(self.groups, name)
+        name = group_level(self.groups, name)
         if name not in self.groups:
             known = ", ".join(self.groups) or "none"
             raise PlanError(f"unknown group field {name!r}; the panel's group fields: {known}")
@@ -114,7 +112,7 @@ def _range_version(
 
 
 def _field_nodes(expr: Expr, groups: Mapping[str, Any]) -> list[str]:
-    return sorted({_resolve(groups, n.name) for n in expr.walk() if isinstance(n, Field)})
+    return sorted({group_level(groups, n.name) for n in expr.walk() if isinstance(n, Field)})
 
 
 _WARM_LOCK = threading.Lock()
@@ -401,21 +399,6 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _as_exprs(factors: Mapping[str, Expr | str], panel: Any, dialect: str) -> dict[str, Expr]:
-    if not factors:
-        raise ValueError("no factors given")
-    known = list(getattr(panel, "field_names", ()) or ())
-    out = {}
-    for name, f in factors.items():
-        if isinstance(f, str):
-            out[name] = parse(f, dialect, fields=known)
-        elif isinstance(f, Expr):
-            out[name] = f
-        else:
-            raise TypeError(f"factor {name!r} must be an Expr or a formula string, got {f!r}")
-    return out
-
-
 def _cluster_threads(client: Any) -> tuple[int, int, int]:
     """(workers, total worker threads, numba threads per task) from the scheduler's view."""
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -440,7 +423,7 @@ def plan(
     start_row: int = 0,
 ) -> Plan:
     """Compile ``factors`` for ``panel`` into a :class:`Plan` (see ``Plan.explain()``)."""
-    exprs = _as_exprs(factors, panel, dialect)
+    exprs = as_expressions(factors, panel, dialect)
     return Plan(
         exprs,
         panel.shape,
@@ -517,7 +500,7 @@ def compute(
     _check_fields(the_plan, panel, groups)
     used = sorted(
         {
-            _resolve(groups, n.expr.name)
+            group_level(groups, n.expr.name)
             for n in the_plan.nodes.values()
             if isinstance(n.expr, Field)
         }
@@ -634,17 +617,10 @@ def _check_fields(the_plan: Plan, panel: Any, groups: Mapping[str, Any]) -> None
     missing: dict[str, list[str]] = {}
     for name, e in the_plan.exprs.items():
         for n in e.walk():
-            if isinstance(n, Field) and _resolve(groups, n.name) not in have:
+            if isinstance(n, Field) and group_level(groups, n.name) not in have:
                 missing.setdefault(n.name, []).append(name)
     if missing:
         detail = "; ".join(
             f"{f!r} (needed by {', '.join(sorted(set(names))[:5])})" for f, names in missing.items()
         )
         raise PlanError(f"the panel lacks field(s) {detail}; it has {', '.join(sorted(have))}")
-
-
-def _resolve(groups: Mapping[str, Any], name: str) -> str:
-    """A group level the panel lacks (IndClass.sector...) falls back like ``BlockData.group``."""
-    if name in GROUP_FIELDS and name not in groups:
-        return next((g for g in GROUP_FALLBACK if g in groups), name)
-    return name
