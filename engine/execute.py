@@ -304,6 +304,75 @@ class ComputeHooks(Protocol):
     def on_finish(self, result: ComputeResult) -> None: ...
 
 
+class DashboardEvents:
+    """Publishes a run's progress as Dask scheduler events (topic ``alphaforge``), which the
+    engine's dashboard page and Prometheus metrics (``cluster.dashboard``) read.
+
+    Events are small dicts: ``plan`` (run id, factors, nodes before/after sharing, blocks,
+    dates, symbols), ``block`` (dates, seconds, node computations, cache hits/misses per
+    level, rows written, worker, done/total) and ``finish`` (seconds, hit rate, rows written,
+    the slowest operator nodes).
+    """
+
+    TOPIC = "alphaforge"
+
+    def __init__(self, client: Any, run: str, dates: pd.DatetimeIndex, n_symbols: int):
+        self.client = client
+        self.run = run
+        self.dates = dates
+        self.n_symbols = n_symbols
+
+    def _log(self, msg: dict) -> None:
+        try:
+            self.client.log_event(self.TOPIC, {"run": self.run, **msg})
+        except Exception as exc:  # monitoring must never fail a run
+            log.debug("could not publish dashboard event: %s", exc)
+
+    def on_plan(self, plan: Plan) -> None:
+        self._log(
+            {
+                "event": "plan",
+                "factors": len(plan.outputs),
+                "nodes": len(plan.nodes),
+                "nodes_before": plan.nodes_before_sharing,
+                "blocks": len(plan.blocks),
+                "first_date": f"{self.dates[0]:%Y-%m-%d}",
+                "last_date": f"{self.dates[-1]:%Y-%m-%d}",
+                "symbols": self.n_symbols,
+            }
+        )
+
+    def on_block(self, result: BlockResult, done: int, total: int) -> None:
+        st = result.stats
+        self._log(
+            {
+                "event": "block",
+                "first_date": f"{self.dates[result.b0]:%Y-%m-%d}",
+                "last_date": f"{self.dates[result.b1 - 1]:%Y-%m-%d}",
+                "seconds": round(result.seconds, 4),
+                "computed": result.computed,
+                "l1_hits": st.l1_hits,
+                "l2_hits": st.l2_hits,
+                "misses": st.misses,
+                "rows_written": result.sink_rows,
+                "worker": result.worker,
+                "done": done,
+                "total": total,
+            }
+        )
+
+    def on_finish(self, result: ComputeResult) -> None:
+        self._log(
+            {
+                "event": "finish",
+                "seconds": round(result.seconds, 3),
+                "hit_rate": round(result.stats.hit_rate, 4),
+                "rows_written": result.rows_written,
+                "slow": [[f, round(s, 4)] for f, s in result.slow_nodes(5)],
+            }
+        )
+
+
 class ProgressBar:
     """A tqdm progress bar over blocks (notebook widget or terminal)."""
 
@@ -493,6 +562,11 @@ def compute(
         origin=origin,
         start_row=start_row,
     )
+    token = hashlib.blake2b(
+        "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
+        digest_size=4,
+    ).hexdigest()
+    hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
     for h in hooks:
         h.on_plan(the_plan)
     t, n = panel.shape
@@ -515,10 +589,6 @@ def compute(
         enabled=cache,
     )
     [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
-    token = hashlib.blake2b(
-        "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
-        digest_size=4,
-    ).hexdigest()
     addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
     futures = []
     data_futures = []
