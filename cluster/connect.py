@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
+import dask
 from distributed import Client, LocalCluster
 
 from cluster.config import Settings, load_settings
@@ -48,11 +49,26 @@ def connect(address: str | None = None, settings: Settings | None = None) -> Cli
         memory_limit=settings.worker_memory_limit,
         dashboard_address=os.environ.get("ALPHAFORGE_DASHBOARD", ":0"),
         silence_logs=logging.WARNING,
+        # The engine's dashboard page (/alphaforge) and Prometheus metrics: the preload is
+        # imported before the scheduler's dashboard starts (see cluster.dashboard).
+        scheduler_kwargs={"preload": _preloads("cluster.dashboard")},
     )
     client = Client(cluster, set_as_default=False)
-    log.info("started LocalCluster (%s workers); dashboard at %s", key, client.dashboard_link)
+    log.info(
+        "started LocalCluster (%s workers); dashboard at %s (engine page: %s)",
+        key,
+        client.dashboard_link,
+        client.dashboard_link.replace("/status", "/alphaforge"),
+    )
     _LOCAL[key] = client
     return client
+
+
+def _preloads(*extra: str) -> list[str]:
+    """The configured scheduler preloads (``distributed.scheduler.preload``) plus ``extra``."""
+    configured = dask.config.get("distributed.scheduler.preload", []) or []
+    configured = [configured] if isinstance(configured, str) else list(configured)
+    return configured + [p for p in extra if p not in configured]
 
 
 def close_local() -> None:

@@ -217,10 +217,10 @@ def run_block(
             arr = np.full((b1 - start, n_sym), e.value)
         else:
             assert isinstance(e, Call)
-            t0 = time.perf_counter()
             grouped = e.spec.kind == "group"
             value_args = e.args[:-1] if grouped else e.args
             kids = [materialize(c.key) for c in value_args]
+            t0 = time.perf_counter()  # this node's own time, without its inputs'
             s = max((k[0] for k in kids), default=start)
 
             def run(s0: int) -> np.ndarray:

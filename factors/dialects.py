@@ -41,13 +41,30 @@ Verified in microsoft/qlib ``qlib/data/ops.py`` (commit d5379c5): ``Rolling._loa
 ``Greater``/``Less`` (``np.maximum``/``np.minimum``), ``If`` (``np.where``), and
 ``qlib/utils/__init__.py`` ``parse_field`` (``$x`` -> ``Feature``, then Python eval).
 
-Known differences from Qlib, kept on purpose (the contract's NaN rules):
-comparisons and ``And``/``Or`` give NaN where an input is NaN (Qlib: False); ``If`` with a
-NaN condition gives NaN (``np.where`` takes NaN as true); ``IdxMax``/``IdxMin`` skip NaN
-(``np.argmax`` stops at the first NaN); the "std is ~0" test of ``Corr``/``Rsquare`` is
-relative in our kernels (Qlib: absolute ``2e-5``); ``Log`` of x <= 0 is NaN (not -inf);
-``WMA`` is the weighted mean (Qlib's ``nanmean(w * x)`` with normalised ``w`` divides once
-more by the window length); ``Skew``/``Kurt`` accept any window (Qlib needs >= 3 / >= 5).
+Qlib's exact semantics (what makes Alpha158 equal Qlib's own output, measured with
+``scripts/compare_qlib.py`` against pyqlib 0.9.7) are policies -- parameters whose qlib
+default differs, in ``factors.operators`` -- plus one rewrite, ``factors.parser.qlib_spans``:
+
+- numpy's rules: ``ieee=1`` keeps +-inf (x/0, log 0) and numpy's NaN rules (``nan ** 0 = 1``,
+  ``If`` with a NaN condition takes the first branch); ``nan_false=1``: a comparison or logic
+  op with a NaN operand is False (0.0); ``nan_first=1``: ``IdxMax``/``IdxMin`` land on the
+  first NaN of the window (``np.argmax``);
+- Qlib's instrument spans: Qlib computes a symbol only over its own first..last row, so the
+  parser masks the result (and every op that makes values out of NaN) with the derived field
+  ``listed`` (``mask(x, listed)``), and ``IdxMax``/``IdxMin`` become ``ts_argmax_listed``/
+  ``ts_argmin_listed`` (the window clipped at the listing); with ``min_periods=1`` every other
+  rolling op reads the NaN rows before a listing as Qlib reads no row at all;
+- pandas rolling reads +-inf as NaN: a rolling op's input that may hold +-inf goes through
+  ``inf_to_nan``; ``Corr``/``Rsquare`` are also NaN where an input's rolling std is within
+  2e-5 of 0 (``mask(.., std, atol=2e-5)``, Qlib's absolute ``np.isclose`` test);
+- float32: fields are read as float32 (Qlib's store), and elementwise ops on float32 operands
+  compute in float32 (``f32=1``) until a rolling op gives float64, as numpy/pandas do in Qlib.
+
+The alpha101 and python dialects keep the contract's rules (NaN in -> NaN out, never inf, no
+spans, float64). Left as they were: ``WMA`` is the weighted mean (Qlib's ``nanmean(w * x)``
+with normalised ``w`` divides once more by the window length); ``Skew``/``Kurt`` accept any
+window (Qlib needs >= 3 / >= 5); ``Slope``/``Rsquare``/``Resi`` are the two-pass least squares
+(Qlib's Cython running sums drift in the last bits).
 """
 
 from __future__ import annotations

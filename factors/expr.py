@@ -390,6 +390,8 @@ def _format_number(v: float | int) -> str:
 
 def _prec(e: Expr) -> int:
     if isinstance(e, Call):
+        if any(v != e.spec.params[i].default for i, (_, v) in enumerate(e.params)):
+            return _ATOM  # printed in function form (see to_formula)
         return _PREC.get(e.op, _ATOM)
     if isinstance(e, Const) and e.value < 0:
         return _PREC["neg"]
@@ -411,9 +413,13 @@ def to_formula(e: Expr) -> str:
     assert isinstance(e, Call)
     spec = e.spec
     p = _PREC.get(e.op)
-    if e.op == "neg" and not isinstance(e.args[0], Const):  # "-3.0" would read as Const(-3)
+    if any(v != spec.params[i].default for i, (_, v) in enumerate(e.params)):
+        p = None  # a policy off its default (qlib's ieee=1, nan_false=1): function form
+    if (
+        p is not None and e.op == "neg" and not isinstance(e.args[0], Const)
+    ):  # "-3.0" would read as Const(-3)
         return "-" + _wrap(e.args[0], _PREC["pow"])
-    if e.op == "pow":
+    if p is not None and e.op == "pow":
         return f"{_wrap(e.args[0], _ATOM)} ** {_wrap(e.args[1], _ATOM)}"
     if spec.infix and p is not None:
         left_need = p + 1 if _NON_ASSOC[p] else p

@@ -210,6 +210,61 @@ def _min_periods(window: str = "w") -> Param:
     )
 
 
+def _ieee() -> Param:
+    # Policy: alpha101/python map a result of +-inf to NaN (x/0, log 0); Qlib computes with
+    # numpy on pandas Series and keeps IEEE +-inf (and numpy's own NaN rules, e.g. nan**0 = 1).
+    return Param(
+        "ieee",
+        int,
+        0,
+        low=0,
+        high=1,
+        dialect_defaults={"qlib": 1},
+        doc="1: keep IEEE +-inf and numpy's NaN rules (qlib); 0: +-inf -> NaN (alpha101)",
+    )
+
+
+def _f32() -> Param:
+    # Not a dialect default: the qlib dialect sets it on the nodes Qlib computes in float32
+    # (numpy on float32 Series read from its float32 store, before any rolling op).
+    return Param(
+        "f32",
+        int,
+        0,
+        low=0,
+        high=1,
+        doc="1: compute in float32 like numpy on float32 arrays (operands rounded first)",
+    )
+
+
+def _nan_false() -> Param:
+    # Policy: alpha101/python give NaN when an operand is NaN; Qlib's comparisons are numpy's
+    # (np.greater(NaN, x) is False), so a NaN operand compares False.
+    return Param(
+        "nan_false",
+        int,
+        0,
+        low=0,
+        high=1,
+        dialect_defaults={"qlib": 1},
+        doc="1: a NaN operand reads as False -> 0.0 (qlib, numpy); 0: NaN -> NaN (alpha101)",
+    )
+
+
+def _nan_first() -> Param:
+    # Policy: Qlib's IdxMax/IdxMin is rolling(N).apply(lambda x: x.argmax() + 1, raw=True):
+    # np.argmax over a window holding NaN returns the first NaN's position.
+    return Param(
+        "nan_first",
+        int,
+        0,
+        low=0,
+        high=1,
+        dialect_defaults={"qlib": 1},
+        doc="1: the first NaN in the window is the answer (numpy argmax, qlib); 0: skip NaN",
+    )
+
+
 def decay_lookback(alpha: float) -> int:
     """Warm-up rows of a recursive filter with smoothing ``alpha``: (1-alpha)**k < 1e-6.
 
@@ -256,24 +311,43 @@ def _row(
 
 E, TS, CS, G, TECH = KINDS
 
-# Elementwise. Division by zero, log/sqrt of invalid input give NaN (never inf).
-_row("add", E, 2, spellings=_sp(("add",), ("Add",)), infix="+", doc="a + b")
-_row("sub", E, 2, spellings=_sp(("sub",), ("Sub",)), infix="-", doc="a - b")
-_row("mul", E, 2, spellings=_sp(("mul",), ("Mul",)), infix="*", doc="a * b")
-_row("div", E, 2, spellings=_sp(("div",), ("Div",)), infix="/", doc="a / b; x/0 -> NaN")
+# Elementwise. Policy ``ieee`` (qlib: 1): ``ieee=0`` (alpha101/python) gives NaN for division
+# by zero, log/sqrt of invalid input (never inf); ``ieee=1`` keeps numpy's IEEE results.
+# ``f32=1`` computes in float32 (set by the qlib dialect where Qlib's operands are float32).
+_I = (_ieee(), _f32())
+_row("add", E, 2, _I, spellings=_sp(("add",), ("Add",)), infix="+", doc="a + b")
+_row("sub", E, 2, _I, spellings=_sp(("sub",), ("Sub",)), infix="-", doc="a - b")
+_row("mul", E, 2, _I, spellings=_sp(("mul",), ("Mul",)), infix="*", doc="a * b")
+_row(
+    "div",
+    E,
+    2,
+    _I,
+    spellings=_sp(("div",), ("Div",)),
+    infix="/",
+    doc="a / b; x/0 -> NaN (ieee: inf)",
+)
 _row(
     "pow",
     E,
     2,
+    _I,
     spellings=_sp(("pow", "power"), ("Power",)),
     infix="**",
-    doc="a ** b (the paper's x^y); invalid -> NaN",
+    doc="a ** b (the paper's x^y); invalid -> NaN (ieee: numpy's np.power, nan**0 = 1)",
 )
-_row("neg", E, 1, spellings=_sp(("neg",)), doc="-a")
-_row("abs", E, 1, spellings=_sp(("abs",), ("Abs",)), doc="|a|")
-_row("log", E, 1, spellings=_sp(("log",), ("Log",)), doc="natural log; a <= 0 -> NaN")
+_row("neg", E, 1, _I, spellings=_sp(("neg",)), doc="-a")
+_row("abs", E, 1, _I, spellings=_sp(("abs",), ("Abs",)), doc="|a|")
+_row(
+    "log",
+    E,
+    1,
+    _I,
+    spellings=_sp(("log",), ("Log",)),
+    doc="natural log; a <= 0 -> NaN (ieee: log 0 = -inf)",
+)
 _row("sign", E, 1, spellings=_sp(("sign",), ("Sign",)), doc="-1, 0 or 1 (NaN stays NaN)")
-_row("sqrt", E, 1, spellings=_sp(("sqrt",)), doc="square root; a < 0 -> NaN")
+_row("sqrt", E, 1, _I, spellings=_sp(("sqrt",)), doc="square root; a < 0 -> NaN")
 _row(
     "signedpower",
     E,
@@ -285,6 +359,7 @@ _row(
     "greater",
     E,
     2,
+    _I,
     spellings=_sp(("greater",), ("Greater",)),
     doc="elementwise max; NaN if either is NaN (np.maximum)",
 )
@@ -292,6 +367,7 @@ _row(
     "less",
     E,
     2,
+    _I,
     spellings=_sp(("less",), ("Less",)),
     doc="elementwise min; NaN if either is NaN (np.minimum)",
 )
@@ -299,8 +375,9 @@ _row(
     "where",
     E,
     3,
+    _I,
     spellings=_sp(("where",), ("If",)),
-    doc="cond ? a : b; cond NaN -> NaN, cond != 0 -> a",
+    doc="cond ? a : b; cond NaN -> NaN, cond != 0 -> a (ieee: np.where, NaN cond -> a)",
 )
 _row(
     "clip",
@@ -322,27 +399,58 @@ for _name, _sym, _q in (
         _name,
         E,
         2,
+        (_nan_false(), _f32()),
         spellings=_sp((_name,), (_q,)),
         infix=_sym,
-        doc=f"a {_sym} b -> 1.0/0.0; NaN if either is NaN",
+        doc=f"a {_sym} b -> 1.0/0.0; NaN if either is NaN (nan_false: 0.0, numpy)",
     )
 _row(
     "and_",
     E,
     2,
+    (_nan_false(),),
     spellings=_sp(("and",), ("And",)),
     infix="&&",
-    doc="logical and (nonzero = true) -> 1.0/0.0; NaN propagates",
+    doc="logical and (nonzero = true) -> 1.0/0.0; NaN propagates (nan_false: NaN is false)",
 )
 _row(
     "or_",
     E,
     2,
+    (_nan_false(),),
     spellings=_sp(("or",), ("Or",)),
     infix="||",
-    doc="logical or (nonzero = true) -> 1.0/0.0; NaN propagates",
+    doc="logical or (nonzero = true) -> 1.0/0.0; NaN propagates (nan_false: NaN is false)",
 )
-_row("not_", E, 1, spellings=_sp(("not",), ("Not",)), doc="logical not -> 1.0/0.0")
+_row(
+    "not_",
+    E,
+    1,
+    (_nan_false(),),
+    spellings=_sp(("not",), ("Not",)),
+    doc="logical not -> 1.0/0.0; NaN stays NaN (nan_false: NaN is false, not NaN -> 1.0)",
+)
+_row(
+    "mask",
+    E,
+    2,
+    (Param("atol", float, 0.0, low=0.0, doc="m counts as 0 where |m| <= atol"),),
+    doc="x where m is a number with |m| > atol (default: nonzero), else NaN. The qlib "
+    "dialect masks with the 'listed' field (Qlib computes an instrument only over its own "
+    "first..last row) and Corr/Rsquare with their rolling std (atol=2e-5, Qlib's isclose)",
+)
+_row(
+    "float32",
+    E,
+    1,
+    doc="x rounded to float32 (what Qlib's binary store keeps; the qlib dialect reads fields so)",
+)
+_row(
+    "inf_to_nan",
+    E,
+    1,
+    doc="x with +-inf replaced by NaN (what pandas rolling windows do to their input)",
+)
 
 # Time series: windows count calendar rows of the panel; NaN inside a window is skipped.
 _row(
@@ -407,7 +515,23 @@ for _name, _a, _q, _doc in (
         "residual of the current row of x regressed on t=1..w (Qlib Resi)",
     ),
 ):
-    _row(_name, TS, 1, (_window(), _min_periods()), _w1, _sp(_a, _q), _doc)
+    params = (_window(), _min_periods())
+    if _name in ("ts_argmax", "ts_argmin"):
+        params += (_nan_first(),)
+    _row(_name, TS, 1, params, _w1, _sp(_a, _q), _doc)
+for _name, _which in (("ts_argmax_listed", "max"), ("ts_argmin_listed", "min")):
+    _row(
+        _name,
+        TS,
+        2,
+        (_window(), _min_periods()),
+        _w1,
+        {},
+        f"Qlib's IdxM{_which[1:]}(x, N) exactly: np.arg{_which} + 1 over the window clipped to "
+        "the rows where the second input (the 'listed' field) is not NaN -- Qlib's series of "
+        "an instrument starts at its first row -- so a NaN in the window is the answer; "
+        "min_periods counts valid x",
+    )
 _row(
     "ts_count",
     TS,

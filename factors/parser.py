@@ -316,14 +316,18 @@ class _Builder:
             operand = self.build(node.operand)
             if node.op == "pos":
                 return operand
-            return call(node.op, operand)
+            return self.make(node.op, operand)
         if isinstance(node, BinOp):
-            return call(node.op, self.build(node.left), self.build(node.right))
+            return self.make(node.op, self.build(node.left), self.build(node.right))
         if isinstance(node, Ternary):
-            return call("where", self.build(node.cond), self.build(node.a), self.build(node.b))
+            return self.make("where", self.build(node.cond), self.build(node.a), self.build(node.b))
         if isinstance(node, FuncCall):
             return self.function(node)
         raise AssertionError(f"unknown AST node {node!r}")  # pragma: no cover
+
+    def make(self, op: str, *args: Expr) -> Expr:
+        """An operator written as an infix/prefix symbol, with the dialect's policies."""
+        return call(op, *args, **dict(OPERATORS[op].resolve_params({}, self.d.name)))
 
     # -- names -----------------------------------------------------------------------
     def field(self, node: Name) -> Expr:
@@ -496,12 +500,128 @@ def _suggest(name: str, candidates: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+# ---------------------------------------------------------------- Qlib's instrument spans
+
+#: Elementwise ops that can give a value where their inputs are NaN under Qlib's numpy rules
+#: (comparisons and logic read NaN as False, np.where takes a NaN condition as true,
+#: nan ** 0 == 1), and Count (0 on an empty window): outside an instrument's span Qlib has no
+#: row at all, so their results are masked with the 'listed' field.
+_SPAN_MASKED = frozenset(
+    {"gt", "ge", "lt", "le", "eq", "ne", "and_", "or_", "not_", "where", "pow", "ts_count"}
+)
+#: Elementwise ops whose result is never +-inf when their inputs are finite.
+_NEVER_INF = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "and_", "or_", "not_", "sign"})
+#: Time-series ops that are plain shifts in Qlib (Ref, Delta): +-inf passes through them;
+#: every other Qlib rolling op is pandas rolling/ewm, which reads +-inf as NaN.
+_SHIFTS = frozenset({"delay", "delta"})
+#: Qlib's Corr and Rsquare set NaN where an input's rolling std (min_periods=1) is within
+#: 2e-5 of 0 (``np.isclose(std, 0, atol=2e-05)``): an absolute test on top of the kernels' own.
+_STD_TESTED = frozenset({"ts_corr", "ts_rsquare"})
+_STD_ATOL = 2e-05
+_ARGEXT = {"ts_argmax": "ts_argmax_listed", "ts_argmin": "ts_argmin_listed"}
+LISTED = Field("listed")
+
+
+def _may_be_inf(e: Expr) -> bool:
+    """Whether ``e`` can hold +-inf (finite data in, Qlib's numpy rules)."""
+    if not isinstance(e, Call):
+        return False
+    if e.op in ("div", "log", "pow", "mul"):  # x/0, log 0, overflow
+        return True
+    if e.op in _SHIFTS or (e.spec.kind == "elementwise" and e.op not in _NEVER_INF):
+        return e.op != "inf_to_nan" and any(_may_be_inf(a) for a in e.args)
+    return False
+
+
+_COMPARE = frozenset({"gt", "ge", "lt", "le", "eq", "ne", "and_", "or_", "not_"})
+
+
+def qlib_spans(expr: Expr) -> Expr:
+    """Give a qlib-dialect expression Qlib's per-instrument semantics and dtypes exactly.
+
+    Qlib computes each instrument only over its own first..last row (``instruments/all.txt``):
+    there are no rows before or after, so windows at a listing are short and nothing exists
+    after a delisting. Over a dense panel this is: (1) the result is ``mask(x, listed)``;
+    (2) ops that make values out of NaN (``_SPAN_MASKED``) are masked too, so a window
+    straddling the listing sees NaN, i.e. nothing, before it; (3) ``IdxMax/IdxMin`` (whose
+    answer is a position in the window) become ``ts_argmax_listed/ts_argmin_listed``, which
+    clip the window at the listing; (4) inputs that may hold +-inf are wrapped in
+    ``inf_to_nan`` before a rolling op (pandas rolling treats +-inf as missing); (5) Corr and
+    Rsquare are masked where an input's rolling std is within 2e-5 of 0, as Qlib does.
+    Everything else is window-local and reads NaN before the listing as Qlib reads no row.
+
+    Dtypes as Qlib's: fields are read as float32 (``float32(x)``: its store is float32),
+    elementwise ops whose array operands are all float32 compute in float32 (``f32=1``,
+    numpy's rules: a constant is a weak scalar), and rolling ops give float64 (pandas);
+    ``Ref`` keeps its input's dtype and ``Delta`` on float32 is a float32 subtraction.
+    """
+    memo: dict[str, tuple[Expr, str]] = {}
+
+    def rewrite(e: Expr) -> tuple[Expr, str]:  # (node, "f32" | "f64" | "weak")
+        if e.key in memo:
+            return memo[e.key]
+        if isinstance(e, Field):
+            res = (Call("float32", (e,)), "f32")
+        elif isinstance(e, Call):
+            res = rewrite_call(e)
+        else:
+            res = (e, "weak")
+        memo[e.key] = res
+        return res
+
+    def rewrite_call(e: Call) -> tuple[Expr, str]:
+        pairs = [rewrite(a) for a in e.args]
+        args = [a for a, _ in pairs]
+        kinds = [k for _, k in pairs]
+        params = dict(e.params)
+        spec = e.spec
+        strong = [k for k in kinds if k != "weak"]
+        if e.op == "where":
+            strong = [k for k in kinds[1:] if k != "weak"]
+        is_f32 = bool(strong) and all(k == "f32" for k in strong)
+        if spec.kind == "elementwise":
+            kind = "f32" if is_f32 else "f64"
+            if e.op in _COMPARE:
+                kind = "weak"  # numpy bool: takes the other operand's dtype
+            if "f32" in params:
+                params["f32"] = int(is_f32)
+            out: Expr = Call(e.op, args, params)
+        elif e.op == "delay":
+            out, kind = Call(e.op, args, params), kinds[0]
+        elif e.op == "delta" and kinds[0] == "f32":  # x - x.shift(N) in float32
+            shifted = Call("delay", (args[0],), {"d": params["d"]})
+            sub = OPERATORS["sub"].resolve_params({"f32": 1}, "qlib")
+            out, kind = Call("sub", (args[0], shifted), sub), "f32"
+        else:
+            if spec.kind == "ts" and e.op not in _SHIFTS:
+                args = [call("inf_to_nan", a) if _may_be_inf(a) else a for a in args]
+            if e.op in _ARGEXT:
+                params.pop("nan_first", None)
+                out = Call(_ARGEXT[e.op], (args[0], LISTED), params)
+            else:
+                out = Call(e.op, args, params)
+            if e.op in _STD_TESTED:  # Qlib: NaN where np.isclose(rolling std, 0, atol=2e-5)
+                for a in args[: spec.inputs]:
+                    std = Call("ts_std", (a,), {"w": params["w"], "min_periods": 1, "ddof": 1})
+                    out = Call("mask", (out, std), {"atol": _STD_ATOL})
+            kind = "f64"
+        if e.op in _SPAN_MASKED:
+            out = Call("mask", (out, LISTED))
+        return out, kind
+
+    out, _ = rewrite(expr)
+    if not (isinstance(out, Call) and out.op == "mask" and out.args[1] == LISTED):
+        out = Call("mask", (out, LISTED))
+    return out
+
+
 def parse(text: str, dialect: str = "alpha101", *, fields: Iterable[str] = ()) -> Expr:
     """Parse formula ``text`` of ``dialect`` (``"alpha101"`` or ``"qlib"``) into an ``Expr``.
 
     ``fields`` names extra data columns (fundamentals) that may be written bare in the
     alpha101 dialect; any column can always be written ``$name``. Raises ``FormulaError``
-    with the position of the problem.
+    with the position of the problem. A qlib formula gets Qlib's per-instrument spans
+    (``qlib_spans``): it reads the derived field ``listed`` besides its own fields.
     """
     d = get_dialect(dialect)
     if not isinstance(text, str):
@@ -509,4 +629,7 @@ def parse(text: str, dialect: str = "alpha101", *, fields: Iterable[str] = ()) -
     if not text.strip():
         raise FormulaError("empty formula", text, 0)
     ast = _Parser(text, d).parse()
-    return _Builder(text, d, fields).build(ast)
+    expr = _Builder(text, d, fields).build(ast)
+    if d.name == "qlib":
+        expr = qlib_spans(expr)
+    return expr

@@ -243,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--days", type=int, default=250, help="trading days to compute (default 250)")
     p.add_argument("--top", type=int, default=5, help="rows to show at each end (default 5)")
-    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default 1, using every core)")
+    p.add_argument(
+        "--workers", type=int, help="LocalCluster worker processes (default 1, using every core)"
+    )
     p.set_defaults(func=cmd_demo)
 
     def with_spec(p: argparse.ArgumentParser) -> None:

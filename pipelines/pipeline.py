@@ -20,7 +20,8 @@ How a run works:
 3. Compute each group with ``engine.compute`` and ``origin`` set to the window's first row in
    the calendar: the values equal a computation over the whole history, bit for bit.
 4. Keep the requested dates; ``screen`` (an expression) blanks rows where it is false or NaN,
-   like zipline's screen.
+   like zipline's screen, and ``top=(expr, n)`` keeps, per date, the ``n`` symbols with the
+   largest ``expr`` among those passing the screen (e.g. the 500 most liquid by ``adv20``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pipelines.spec import Source
 log = logging.getLogger(__name__)
 
 SCREEN = "__screen__"
+TOP = "__top__"
 
 
 def as_source(source: Any) -> Source:
@@ -74,6 +76,7 @@ class Pipeline:
         *,
         source: Panel | Source | str | None = "sample",
         screen: Expr | str | None = None,
+        top: tuple[Expr | str, int] | None = None,
         dialect: str = "alpha101",
         name: str = "pipeline",
         settings: Settings | None = None,
@@ -90,6 +93,12 @@ class Pipeline:
         }
         self.libraries = dict(libraries or {})
         self.screen = parse(screen, dialect) if isinstance(screen, str) else screen
+        self.top: tuple[Expr, int] | None = None
+        if top is not None:
+            by, n = top
+            if int(n) < 1:
+                raise ValueError(f"top needs n >= 1, got {n}")
+            self.top = (parse(by, dialect) if isinstance(by, str) else by, int(n))
         self._calendar: pd.DatetimeIndex | None = None
         self.results: list[ComputeResult] = []
         self._values: dict[str, np.ndarray] | None = None
@@ -103,6 +112,7 @@ class Pipeline:
             spec.factors,
             source=spec.source,
             screen=spec.screen,
+            top=spec.top,
             name=spec.name,
             settings=spec.settings,
             libraries=spec.libraries,
@@ -131,8 +141,15 @@ class Pipeline:
 
     def _exprs(self) -> dict[str, Expr]:
         out = dict(self.factors)
+        out.update(self._filters())
+        return out
+
+    def _filters(self) -> dict[str, Expr]:
+        out = {}
         if self.screen is not None:
             out[SCREEN] = self.screen
+        if self.top is not None:
+            out[TOP] = self.top[0]
         return out
 
     def _groups(self) -> list[tuple[int, dict[str, Expr]]]:
@@ -144,8 +161,7 @@ class Pipeline:
         for group in (bounded, unbounded):
             if not group:
                 continue
-            if self.screen is not None:  # every group applies the screen to its own rows
-                group[SCREEN] = self.screen
+            group.update(self._filters())  # every group applies the filters to its rows
             out.append((max(total[e.key] for e in group.values()), group))
         return out
 
@@ -242,9 +258,9 @@ class Pipeline:
             values.update(part)
         assert symbols is not None
         self._dates, self._symbols = self.calendar[i0:i1], symbols
-        screen = values.pop(SCREEN, None)
-        if screen is not None:
-            values = {k: _screened(v, screen) for k, v in values.items()}
+        keep = _keep(values, self.top[1] if self.top else 0)
+        if keep is not None:
+            values = {k: np.where(keep, v, np.nan) for k, v in values.items()}
         self._values = {k: values[k] for k in self.factors}
         for r in self.results:
             log.info("pipeline %r: %s", self.name, r.summary())
@@ -272,7 +288,8 @@ class Pipeline:
             written = 0
             try:
                 for window, h0, first, rows, exprs in self._computations(i0, i1):
-                    sink = StoreSink(url, run_id, window.dates, window.symbols, i0 - h0)
+                    top_n = self.top[1] if self.top else 0
+                    sink = StoreSink(url, run_id, window.dates, window.symbols, i0 - h0, top_n)
                     result = compute(
                         exprs,
                         window,
@@ -361,9 +378,25 @@ class Pipeline:
                 st.close()
 
 
-def _screened(values: np.ndarray, screen: np.ndarray) -> np.ndarray:
-    """``values`` with NaN where the screen is false or NaN."""
-    return np.where(np.nan_to_num(screen, nan=0.0) != 0, values, np.nan)
+def top_mask(x: np.ndarray, n: int) -> np.ndarray:
+    """Per row, True for the ``n`` largest finite values of ``x`` (ties: lowest column)."""
+    filled = np.where(np.isfinite(x), x, -np.inf)
+    order = np.argsort(-filled, axis=1, kind="stable")[:, :n]
+    mask = np.zeros(x.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask & np.isfinite(x)
+
+
+def _keep(values: dict[str, np.ndarray], top_n: int) -> np.ndarray | None:
+    """Pop the filter outputs from ``values``; the rows x symbols to keep (None: all)."""
+    screen = values.pop(SCREEN, None)
+    rank_by = values.pop(TOP, None)
+    keep = None if screen is None else np.nan_to_num(screen, nan=0.0) != 0
+    if rank_by is not None:
+        if keep is not None:
+            rank_by = np.where(keep, rank_by, np.nan)
+        keep = top_mask(rank_by, top_n)
+    return keep
 
 
 _WORKER_STORES: dict[str, Any] = {}
@@ -378,6 +411,7 @@ class StoreSink:
     dates: pd.DatetimeIndex
     symbols: pd.Index
     first_row: int
+    top_n: int = 0
 
     def __call__(self, b0: int, b1: int, values: dict[str, np.ndarray]) -> int:
         from engine.store import open_store
@@ -385,13 +419,12 @@ class StoreSink:
         r0 = max(b0, self.first_row)
         if r0 >= b1:
             return 0
-        screen = values.pop(SCREEN, None)
-        block = {}
-        for name, v in values.items():
-            v = v[r0 - b0 :]
-            if screen is not None:
-                v = _screened(v, screen[r0 - b0 :])
-            block[name] = np.ascontiguousarray(v)
+        values = {k: v[r0 - b0 :] for k, v in values.items()}
+        keep = _keep(values, self.top_n)
+        block = {
+            k: np.ascontiguousarray(v if keep is None else np.where(keep, v, np.nan))
+            for k, v in values.items()
+        }
         store = _WORKER_STORES.get(self.url)
         if store is None:
             store = _WORKER_STORES[self.url] = open_store(self.url, migrate=False)

@@ -9,6 +9,8 @@ kind = "parquet"
 path = "/data/bars.parquet"  # relative paths are relative to the spec file
 [universe]
 screen = "volume > 0"        # optional; rows where it is false/NaN are not written
+top = 500                    # optional: per date, the 500 largest by top_by (after screen)
+top_by = "adv20"
 [factors]
 libraries = ["alpha101", "alpha158"]
 [factors.formulas]
@@ -47,7 +49,7 @@ from factors.expr import Expr
 _ALLOWED = {
     "pipeline": {"name", "dialect"},
     "source": {"kind", "path", "url", "table", "n_symbols", "n_dates", "seed", "on_bad_rows"},
-    "universe": {"screen"},
+    "universe": {"screen", "top", "top_by"},
     "factors": {"libraries", "formulas", "exclude"},
     "store": {"url"},
     "cache": {"redis_url", "warm_days"},
@@ -114,6 +116,7 @@ class Spec:
     libraries: dict[str, str]
     screen: Expr | None
     settings: Settings
+    top: tuple[Expr, int] | None = None
     warm_days: int = 120
     path: Path | None = None
 
@@ -193,8 +196,13 @@ class Spec:
             libs[k] = "formula"
         if not factors:
             raise ConfigError(f"{where}: [factors] names no libraries and no formulas")
-        screen_text = data.get("universe", {}).get("screen")
-        screen = parse(screen_text, dialect) if screen_text else None
+        universe = data.get("universe", {})
+        screen = parse(universe["screen"], dialect) if universe.get("screen") else None
+        top = None
+        if "top" in universe or "top_by" in universe:
+            if not ("top" in universe and "top_by" in universe):
+                raise ConfigError(f"{where}: [universe] top and top_by go together")
+            top = (parse(str(universe["top_by"]), dialect), int(universe["top"]))
 
         cl = data.get("cluster", {})
         settings = (settings or load_settings()).replace(
@@ -206,4 +214,4 @@ class Spec:
             retries=cl.get("retries"),
         )
         warm_days = int(data.get("cache", {}).get("warm_days", 120))
-        return cls(name, source, factors, libs, screen, settings, warm_days, path)
+        return cls(name, source, factors, libs, screen, settings, top, warm_days, path)

@@ -13,7 +13,9 @@ Panel). The script
    ``scripts/dump_bin.py``: ``calendars/day.txt`` (the union of the dates), ``instruments/
    all.txt`` (``SYMBOL<TAB>first<TAB>last``), and ``features/<symbol>/<field>.day.bin``: little-
    endian float32, the first value the calendar index of the symbol's first date, then one value
-   per calendar date from its first to its last date (NaN where it has no row);
+   per calendar date from its first to its last date (NaN where it has no row). The span
+   first..last is what alphaforge's derived field ``listed`` marks (first..last valid close)
+   when the bars come from ``scripts/compare_qlib.py`` (it writes the rows within it);
 2. runs Qlib's expression engine (``qlib.init(provider_uri=...)`` + ``D.features``) for the 158
    expressions of ``qlib.contrib.data.loader.Alpha158DL``;
 3. saves ``date, symbol`` + the 158 feature columns (float32, Qlib's output) to ``--out``.

@@ -4,12 +4,26 @@ Vectorised numpy is as fast as a numba loop for these, so they are plain ufunc c
 one NaN/inf policy, applied the same way by every function here:
 
 * NaN in -> NaN out (for every operand of every op, including comparisons and logic).
-* No infinity ever leaves this module: a result of +-inf is mapped to NaN. So division by
-  zero gives NaN (not inf), ``log`` of 0 gives NaN, ``pow(0, -1)`` gives NaN.
+* No infinity ever leaves this module (unless ``ieee=1``): a result of +-inf is mapped to
+  NaN. So division by zero gives NaN (not inf), ``log`` of 0 gives NaN, ``pow(0, -1)`` NaN.
 * Domain errors give NaN: ``log`` of a value <= 0, ``sqrt`` of a value < 0, a negative base
   to a fractional power.
 * Comparisons (gt ge lt le eq ne) give 1.0 / 0.0; logic ops (and_ or_ not_) read nonzero as
   true and give 1.0 / 0.0.
+
+Two policies (parameters with per-dialect defaults in ``factors.operators``) switch to Qlib's
+numpy semantics for the qlib dialect:
+
+* ``ieee=1`` (arithmetic, ``log``, ``sqrt``, ``greater``/``less``, ``where``): the plain numpy
+  result, IEEE +-inf kept (x/0 = +-inf, log 0 = -inf) and numpy's own NaN rules
+  (``nan ** 0 == 1``; ``where`` takes a NaN condition as true, like ``np.where``).
+* ``f32=1`` (arithmetic, comparisons): operands as float32 and numpy's float32 arithmetic,
+  where Qlib computes on float32 Series (set by the qlib dialect, see ``factors.parser``).
+* ``nan_false=1`` (comparisons and logic): a NaN operand reads as False, like numpy's
+  ``np.greater(nan, 1) == False``; the result is never NaN.
+
+``mask(x, m)`` (x where m is not NaN) and ``inf_to_nan(x)`` are the two helpers the qlib
+dialect adds around formulas (see ``factors.parser``).
 
 Operands are (T, N) float arrays of one shape, or plain Python/numpy scalars (a constant in a
 formula); at least the result is always a new float64 array. This module owns only these
@@ -51,14 +65,23 @@ def _operands(**named: object) -> list[Operand]:
     return values
 
 
+def _to32(values: list[Operand], f32: int) -> list[Operand]:
+    """With ``f32``: array operands as float32 (Python floats stay weak scalars, so numpy
+    rounds them to float32 too: numpy's own float32 arithmetic, as Qlib's on float32 Series)."""
+    if not f32:
+        return values
+    return [v.astype(np.float32) if isinstance(v, np.ndarray) else v for v in values]
+
+
 def _shape(*values: Operand) -> tuple[int, ...]:
     return next(v.shape for v in values if isinstance(v, np.ndarray))
 
 
-def _finite(out: np.ndarray | float, shape: tuple[int, ...]) -> np.ndarray:
-    """Return a fresh float64 array of `shape` with +-inf replaced by NaN."""
+def _finite(out: np.ndarray | float, shape: tuple[int, ...], ieee: int = 0) -> np.ndarray:
+    """Return a fresh float64 array of `shape` with +-inf replaced by NaN (unless `ieee`)."""
     out = np.array(np.broadcast_to(out, shape), dtype=np.float64)
-    out[np.isinf(out)] = np.nan
+    if not ieee:
+        out[np.isinf(out)] = np.nan
     return out
 
 
@@ -75,58 +98,60 @@ def _nan_if_any(out: np.ndarray, *values: Operand) -> np.ndarray:
 # ---- arithmetic ------------------------------------------------------------------------------
 
 
-def add(a: object, b: object) -> np.ndarray:
+def add(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a + b."""
-    a, b = _operands(a=a, b=b)
-    return _finite(np.add(a, b), _shape(a, b))
+    a, b = _to32(_operands(a=a, b=b), f32)
+    return _finite(np.add(a, b), _shape(a, b), ieee)
 
 
-def sub(a: object, b: object) -> np.ndarray:
+def sub(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a - b."""
-    a, b = _operands(a=a, b=b)
-    return _finite(np.subtract(a, b), _shape(a, b))
+    a, b = _to32(_operands(a=a, b=b), f32)
+    return _finite(np.subtract(a, b), _shape(a, b), ieee)
 
 
-def mul(a: object, b: object) -> np.ndarray:
+def mul(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a * b."""
-    a, b = _operands(a=a, b=b)
+    a, b = _to32(_operands(a=a, b=b), f32)
     with np.errstate(invalid="ignore", over="ignore"):
-        return _finite(np.multiply(a, b), _shape(a, b))
+        return _finite(np.multiply(a, b), _shape(a, b), ieee)
 
 
-def div(a: object, b: object) -> np.ndarray:
+def div(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a / b; division by zero gives NaN (IEEE +-inf or 0/0, then inf mapped to NaN)."""
-    a, b = _operands(a=a, b=b)
+    a, b = _to32(_operands(a=a, b=b), f32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _finite(np.divide(a, b), _shape(a, b))
+        return _finite(np.divide(a, b), _shape(a, b), ieee)
 
 
-def pow_(a: object, b: object) -> np.ndarray:
+def pow_(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a ** b; negative base with a fractional exponent and 0 ** negative give NaN."""
-    a, b = _operands(a=a, b=b)
+    a, b = _to32(_operands(a=a, b=b), f32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = _finite(np.power(a, b), _shape(a, b))
+        out = _finite(np.power(a, b), _shape(a, b), ieee)
+    if ieee:
+        return out
     return _nan_if_any(out, a, b)  # numpy gives nan ** 0 == 1 ** nan == 1
 
 
-def neg(a: object) -> np.ndarray:
+def neg(a: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """-a."""
-    (a,) = _operands(a=a)
-    return _finite(np.negative(a), a.shape)
+    (a,) = _to32(_operands(a=a), f32)
+    return _finite(np.negative(a), a.shape, ieee)
 
 
-def abs_(a: object) -> np.ndarray:
+def abs_(a: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """|a|."""
-    (a,) = _operands(a=a)
-    return _finite(np.abs(a), a.shape)
+    (a,) = _to32(_operands(a=a), f32)
+    return _finite(np.abs(a), a.shape, ieee)
 
 
-def log(a: object) -> np.ndarray:
+def log(a: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """Natural log; a <= 0 gives NaN."""
-    (a,) = _operands(a=a)
+    (a,) = _to32(_operands(a=a), f32)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(a)
-    return _finite(out, a.shape)
+    return _finite(out, a.shape, ieee)
 
 
 def sign(a: object) -> np.ndarray:
@@ -135,11 +160,11 @@ def sign(a: object) -> np.ndarray:
     return _finite(np.sign(a), a.shape)
 
 
-def sqrt(a: object) -> np.ndarray:
+def sqrt(a: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """Square root; a < 0 gives NaN."""
-    (a,) = _operands(a=a)
+    (a,) = _to32(_operands(a=a), f32)
     with np.errstate(invalid="ignore"):
-        return _finite(np.sqrt(a), a.shape)
+        return _finite(np.sqrt(a), a.shape, ieee)
 
 
 def signedpower(a: object, b: object) -> np.ndarray:
@@ -150,23 +175,28 @@ def signedpower(a: object, b: object) -> np.ndarray:
     return _nan_if_any(_finite(out, _shape(a, b)), a, b)
 
 
-def greater(a: object, b: object) -> np.ndarray:
+def greater(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """Elementwise max(a, b); NaN if either is NaN (np.maximum, Qlib Greater)."""
-    a, b = _operands(a=a, b=b)
-    return _finite(np.maximum(a, b), _shape(a, b))
+    a, b = _to32(_operands(a=a, b=b), f32)
+    return _finite(np.maximum(a, b), _shape(a, b), ieee)
 
 
-def less(a: object, b: object) -> np.ndarray:
+def less(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """Elementwise min(a, b); NaN if either is NaN (np.minimum, Qlib Less)."""
-    a, b = _operands(a=a, b=b)
-    return _finite(np.minimum(a, b), _shape(a, b))
+    a, b = _to32(_operands(a=a, b=b), f32)
+    return _finite(np.minimum(a, b), _shape(a, b), ieee)
 
 
-def where(cond: object, a: object, b: object) -> np.ndarray:
-    """a where cond != 0 else b; NaN where cond is NaN (and the chosen branch's NaN stays)."""
+def where(cond: object, a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
+    """a where cond != 0 else b; NaN where cond is NaN (and the chosen branch's NaN stays).
+
+    ``ieee=1``: ``np.where`` exactly (a NaN condition is true), +-inf kept."""
     cond, a, b = _operands(cond=cond, a=a, b=b)
+    a, b = _to32([a, b], f32)
     shape = _shape(cond, a, b)
-    out = _finite(np.where(np.asarray(cond) != 0, a, b), shape)
+    out = _finite(np.where(np.asarray(cond) != 0, a, b), shape, ieee)
+    if ieee:
+        return out
     return _nan_if_any(out, cond)
 
 
@@ -189,15 +219,18 @@ def clip(a: object, lo: float | None = None, hi: float | None = None) -> np.ndar
 # ---- comparisons and logic (1.0 / 0.0, NaN if any operand is NaN) -----------------------------
 
 
-def _compare(ufunc: np.ufunc) -> Callable[[object, object], np.ndarray]:
-    def op(a: object, b: object) -> np.ndarray:
-        a, b = _operands(a=a, b=b)
+def _compare(ufunc: np.ufunc) -> Callable[..., np.ndarray]:
+    def op(a: object, b: object, nan_false: int = 0, f32: int = 0) -> np.ndarray:
+        a, b = _to32(_operands(a=a, b=b), f32)
         with np.errstate(invalid="ignore"):
             out = np.array(np.broadcast_to(ufunc(a, b), _shape(a, b)), dtype=np.float64)
-        return _nan_if_any(out, a, b)
+        return out if nan_false else _nan_if_any(out, a, b)
 
     op.__name__ = ufunc.__name__
-    op.__doc__ = f"1.0 where {ufunc.__name__}(a, b) else 0.0; NaN if either operand is NaN."
+    op.__doc__ = (
+        f"1.0 where {ufunc.__name__}(a, b) else 0.0; NaN if either operand is NaN "
+        "(nan_false=1: a NaN operand compares False, as numpy)."
+    )
     return op
 
 
@@ -209,25 +242,56 @@ eq = _compare(np.equal)
 ne = _compare(np.not_equal)
 
 
-def and_(a: object, b: object) -> np.ndarray:
-    """1.0 where both are nonzero else 0.0; NaN if either is NaN."""
+def _truth(v: Operand) -> np.ndarray | bool:
+    """Nonzero and not NaN (the reading of a logic operand under ``nan_false=1``)."""
+    return np.logical_and(v != 0, ~np.isnan(v))
+
+
+def and_(a: object, b: object, nan_false: int = 0) -> np.ndarray:
+    """1.0 where both are nonzero else 0.0; NaN if either is NaN (nan_false=1: NaN is false)."""
     a, b = _operands(a=a, b=b)
-    out = np.array(np.broadcast_to(np.logical_and(a != 0, b != 0), _shape(a, b)), dtype=np.float64)
-    return _nan_if_any(out, a, b)
+    out = np.array(np.broadcast_to(np.logical_and(_truth(a), _truth(b)), _shape(a, b)), float)
+    return out if nan_false else _nan_if_any(out, a, b)
 
 
-def or_(a: object, b: object) -> np.ndarray:
-    """1.0 where either is nonzero else 0.0; NaN if either is NaN."""
+def or_(a: object, b: object, nan_false: int = 0) -> np.ndarray:
+    """1.0 where either is nonzero else 0.0; NaN if either is NaN (nan_false=1: NaN is false)."""
     a, b = _operands(a=a, b=b)
-    out = np.array(np.broadcast_to(np.logical_or(a != 0, b != 0), _shape(a, b)), dtype=np.float64)
-    return _nan_if_any(out, a, b)
+    out = np.array(np.broadcast_to(np.logical_or(_truth(a), _truth(b)), _shape(a, b)), float)
+    return out if nan_false else _nan_if_any(out, a, b)
 
 
-def not_(a: object) -> np.ndarray:
-    """1.0 where a == 0 else 0.0; NaN stays NaN."""
+def not_(a: object, nan_false: int = 0) -> np.ndarray:
+    """1.0 where a == 0 else 0.0; NaN stays NaN (nan_false=1: NaN is false, so not NaN = 1.0)."""
     (a,) = _operands(a=a)
-    out = (a == 0).astype(np.float64)
-    return _nan_if_any(out, a)
+    out = np.logical_not(_truth(a)).astype(np.float64)
+    return out if nan_false else _nan_if_any(out, a)
+
+
+def mask(x: object, m: object, atol: float = 0.0) -> np.ndarray:
+    """x where m is a number with |m| > atol (default: nonzero), else NaN.
+
+    x's values, +-inf included, pass unchanged. ``mask(x, listed)`` keeps x over a symbol's
+    listed rows; ``mask(corr, std, atol=2e-5)`` is Qlib's ``np.isclose(std, 0, atol=2e-5)``.
+    """
+    x, m = _operands(x=x, m=m)
+    out = np.array(np.broadcast_to(x, _shape(x, m)), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        drop = ~(np.abs(np.asarray(m, dtype=np.float64)) > atol)
+    out[np.broadcast_to(drop, out.shape)] = np.nan
+    return out
+
+
+def float32(x: object) -> np.ndarray:
+    """x rounded to float32 (returned as float64): the precision of Qlib's binary store."""
+    (x,) = _operands(x=x)
+    return x.astype(np.float32).astype(np.float64)
+
+
+def inf_to_nan(x: object) -> np.ndarray:
+    """x with +-inf replaced by NaN (pandas rolling windows treat +-inf as missing)."""
+    (x,) = _operands(x=x)
+    return _finite(x, x.shape)
 
 
 KERNELS: dict[str, Callable[..., np.ndarray]] = {
@@ -255,6 +319,9 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "and_": and_,
     "or_": or_,
     "not_": not_,
+    "mask": mask,
+    "float32": float32,
+    "inf_to_nan": inf_to_nan,
 }
 
 
@@ -262,11 +329,9 @@ def warmup() -> None:
     """Call every kernel once on a tiny array (nothing to compile; keeps the module API uniform)."""
     x = np.array([[1.0, -2.0], [np.nan, 0.0]])
     for name, fn in KERNELS.items():
-        if name == "where":
-            fn(x, x, x)
-        elif name == "clip":
+        if name == "clip":
             fn(x, -1.0, 1.0)
-        elif fn.__code__.co_argcount == 1:
-            fn(x)
-        else:
-            fn(x, x)
+            continue
+        code = fn.__code__
+        arrays = code.co_argcount - len(fn.__defaults__ or ())  # operands have no default
+        fn(*([x] * arrays))

@@ -9,6 +9,9 @@ textbook definition: the mean moves, so every deviation changes). Window/NaN/min
 semantics are the shared ones described in `rolling`. All results depend on the window's
 values only, so any start row at least one window back reproduces them bit for bit.
 
+Qlib's IdxMax/IdxMin (``nan_first=1``; ``ts_argmax_listed`` also clips the window to the
+instrument's listed rows) is a plain O(w) scan: numpy's argmax, where a NaN wins.
+
 Conventions: argmax/argmin are 1..w counted from the oldest row of the window (Qlib IdxMax);
 while the window is still shorter than w at the start of the panel, the position counts from
 row 0. Ties go to the first (oldest) occurrence. ts_rank is the pandas `rank(pct=True)`
@@ -33,7 +36,9 @@ from engine.kernels._validate import (
 __all__ = [
     "KERNELS",
     "ts_argmax",
+    "ts_argmax_listed",
     "ts_argmin",
+    "ts_argmin_listed",
     "ts_mad",
     "ts_max",
     "ts_median",
@@ -163,6 +168,36 @@ def _mad_1d(a, w, minp, out):
         out[t] = dev / n
 
 
+@njit(nogil=True, error_model="numpy")
+def _argext_numpy_1d(a, span, use_span, w, minp, is_max, out):
+    # Qlib's IdxMax/IdxMin: np.argmax over the raw window (a NaN in it is the answer: numpy's
+    # argmax returns the first NaN), the window clipped to its rows where `span` is not NaN
+    # (Qlib's series of an instrument starts at its first row). O(w) per row, window-local.
+    for t in range(a.shape[0]):
+        s = t - w + 1 if t >= w - 1 else 0
+        if use_span:
+            while s < t and np.isnan(span[s]):
+                s += 1
+        count = 0
+        first_nan = -1
+        best = -1
+        best_v = 0.0
+        for k in range(s, t + 1):
+            v = a[k]
+            if np.isnan(v):
+                if first_nan < 0:
+                    first_nan = k
+            else:
+                count += 1
+                if best < 0 or ((v > best_v) if is_max else (v < best_v)):
+                    best = k
+                    best_v = v
+        if count >= minp and count > 0:
+            out[t] = (first_nan if first_nan >= 0 else best) - s + 1.0
+        else:
+            out[t] = np.nan
+
+
 # --------------------------------------------------------------------- parallel drivers
 
 
@@ -170,6 +205,13 @@ def _mad_1d(a, w, minp, out):
 def _extreme(a, w, minp, is_max, want_index, out):
     for j in prange(a.shape[1]):
         _extreme_1d(a[:, j], w, minp, is_max, want_index, out[:, j])
+    return out
+
+
+@njit(parallel=True)
+def _argext_numpy(a, span, use_span, w, minp, is_max, out):
+    for j in prange(a.shape[1]):
+        _argext_numpy_1d(a[:, j], span[:, j], use_span, w, minp, is_max, out[:, j])
     return out
 
 
@@ -212,14 +254,50 @@ def ts_min(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     return call_with_output(_extreme, *_args(x, w, min_periods), False, False)
 
 
-def ts_argmax(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
-    """Position 1..w of the window's maximum counted from its oldest row; ties: oldest."""
-    return call_with_output(_extreme, *_args(x, w, min_periods), True, True)
+def _argext(x, span, w, min_periods, nan_first, is_max) -> np.ndarray:
+    if span is None and not nan_first:
+        return call_with_output(_extreme, *_args(x, w, min_periods), is_max, True)
+    a, w, minp = _args(x, w, min_periods)
+    if span is None:
+        return call_with_output(_argext_numpy, a, a, False, w, minp, is_max)
+    span = as_panel_array(span, "listed")
+    if span.shape != a.shape:
+        raise ValueError(f"x and listed must have the same shape, got {a.shape} and {span.shape}")
+    return call_with_output(_argext_numpy, a, span, True, w, minp, is_max)
 
 
-def ts_argmin(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
-    """Position 1..w of the window's minimum counted from its oldest row; ties: oldest."""
-    return call_with_output(_extreme, *_args(x, w, min_periods), False, True)
+def ts_argmax(
+    x: np.ndarray, w: int, min_periods: int | None = None, nan_first: int = 0
+) -> np.ndarray:
+    """Position 1..w of the window's maximum counted from its oldest row; ties: oldest.
+
+    NaN is skipped; ``nan_first=1`` (Qlib): a NaN in the window is the answer (numpy's
+    ``argmax`` returns the first NaN's position)."""
+    return _argext(x, None, w, min_periods, nan_first, True)
+
+
+def ts_argmin(
+    x: np.ndarray, w: int, min_periods: int | None = None, nan_first: int = 0
+) -> np.ndarray:
+    """Position 1..w of the window's minimum counted from its oldest row; ties: oldest.
+
+    NaN is skipped; ``nan_first=1`` (Qlib): a NaN in the window is the answer."""
+    return _argext(x, None, w, min_periods, nan_first, False)
+
+
+def ts_argmax_listed(
+    x: np.ndarray, listed: np.ndarray, w: int, min_periods: int | None = None
+) -> np.ndarray:
+    """Qlib's IdxMax: ``ts_argmax(nan_first=1)`` over the window clipped to the rows where
+    ``listed`` is not NaN (an instrument's series starts at its first row in Qlib)."""
+    return _argext(x, listed, w, min_periods, 1, True)
+
+
+def ts_argmin_listed(
+    x: np.ndarray, listed: np.ndarray, w: int, min_periods: int | None = None
+) -> np.ndarray:
+    """Qlib's IdxMin: see ``ts_argmax_listed``."""
+    return _argext(x, listed, w, min_periods, 1, False)
 
 
 def ts_rank(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
@@ -252,6 +330,8 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
     "ts_max": ts_max,
     "ts_argmin": ts_argmin,
     "ts_argmax": ts_argmax,
+    "ts_argmin_listed": ts_argmin_listed,
+    "ts_argmax_listed": ts_argmax_listed,
     "ts_rank": ts_rank,
     "ts_median": ts_median,
     "ts_quantile": ts_quantile,
@@ -265,6 +345,8 @@ def warmup() -> None:
     x[2, 0] = np.nan
     ts_max(x, 3)
     ts_argmin(x, 3)
+    ts_argmax(x, 3, 1, 1)
+    ts_argmin_listed(x, x, 3, 1)
     ts_rank(x, 3)
     ts_quantile(x, 3, 0.25)
     ts_mad(x, 3)

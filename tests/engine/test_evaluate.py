@@ -98,9 +98,9 @@ def test_hand_computed_small_examples():
 
 def test_qlib_dialect_strings(panel):
     out = evaluate({"m": "Mean($close, 3)", "r": "Ref($close, 2)"}, panel, dialect="qlib")
-    c = frame(panel, "close")
+    c = frame(panel, "close").astype(np.float32)  # Qlib reads its float32 store
     assert_same(out["m"], c.rolling(3, min_periods=1).mean())
-    assert_same(out["r"], c.shift(2))
+    assert_same(out["r"], c.shift(2).astype(np.float64))
 
 
 # ---------------------------------------------------------------- against pandas
@@ -123,7 +123,8 @@ def test_composite_formulas_match_pandas(panel):
     a = np.log(v).diff(2).rank(axis=1, pct=True)
     b = ((c - o) / o).rank(axis=1, pct=True)
     assert_same(out["alpha"], -1 * a.rolling(6).corr(b), rtol=1e-7)
-    assert_same(out["qlib_kmid"], (c - o) / o)
+    c32, o32 = c.astype(np.float32), o.astype(np.float32)  # Qlib: float32 arithmetic
+    assert_same(out["qlib_kmid"], ((c32 - o32) / o32).astype(np.float64))
 
 
 def test_alpha158_style_formula_matches_pandas(panel):
@@ -132,7 +133,7 @@ def test_alpha158_style_formula_matches_pandas(panel):
         "/(Sum(Abs($close-Ref($close, 1)), 10)+1e-12)"
     )
     out = evaluate({"cntd": text}, panel, dialect="qlib")["cntd"]
-    c = frame(panel, "close")
+    c = frame(panel, "close").astype(np.float32)  # Qlib: float32 until the rolling sums
     d = c - c.shift(1)
     up = np.maximum(d, 0).rolling(10, min_periods=1).sum()
     down = np.maximum(-d, 0).rolling(10, min_periods=1).sum()

@@ -193,9 +193,25 @@ def test_derived_fields(panel, caplog):
         "returns",
         "vwap",
         "amount",
+        "listed",
     ]
     with pytest.raises(KeyError, match="unknown field 'cap'"):
         panel["cap"]
+
+
+def test_listed_is_each_symbols_first_to_last_close():
+    """Qlib's instrument span: 1.0 from the first to the last valid close, halts included."""
+    nan = np.nan
+    close = np.array(
+        [[nan, 1.0, nan], [2.0, nan, nan], [nan, 3.0, nan], [4.0, nan, nan], [nan, nan, nan]]
+    )
+    p = Panel(pd.bdate_range("2024-01-01", periods=5), ["A", "B", "C"], {"close": close})
+    np.testing.assert_array_equal(
+        p["listed"],
+        [[nan, 1, nan], [1, 1, nan], [1, 1, nan], [1, nan, nan], [nan, nan, nan]],
+    )
+    # the block executor slices the whole panel's field: a row keeps its span
+    assert np.array_equal(p["listed"][2:4], [[1, 1, nan], [1, nan, nan]], equal_nan=True)
 
 
 def test_stored_vwap_wins():

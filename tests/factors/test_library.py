@@ -4,9 +4,10 @@ with independent pandas transcriptions (``tests/factors/oracles``).
 - alpha101: all 101 alphas parse and evaluate on a synthetic panel and on the real sample; 46
   of them equal a pandas transcription of the paper to 1e-9 (relative to each alpha's scale;
   three that rank exactly tied statistics are compared up to the order of their ties).
-- alpha158: all 158 features equal a pandas transcription of Qlib's operators at float32
-  precision -- under alphaforge's NaN conventions everywhere, and under Qlib's exact NaN
-  conventions on gap-free data after the 60-row warm-up.
+- alpha158: all 158 features equal a pandas transcription of Qlib's operators under Qlib's
+  exact conventions (NaN compares False, IdxMax lands on a NaN, +-inf, per-instrument spans),
+  cell for cell with the same NaN/inf pattern at float32 precision, on a synthetic panel with
+  listings, delistings, halts, zero volumes and zero opens, and on the real sample.
 - technical: all 12 indicators parse and evaluate.
 """
 
@@ -21,6 +22,7 @@ import pytest
 
 from engine.errors import PlanError
 from engine.evaluate import evaluate
+from engine.panel import Panel
 from engine.sources import sample, synthetic
 from factors import library
 from factors.errors import FormulaError
@@ -56,19 +58,6 @@ ALL_NAN_ALPHAS = {"alpha096"}
 def panel():
     """Synthetic 300 x 40 panel with listings, delistings and halts (NaN runs)."""
     return synthetic(n_symbols=40, n_dates=300, seed=7)
-
-
-@pytest.fixture(scope="module")
-def gap_free_panel():
-    """Synthetic 300 x 30 panel without any missing row."""
-    return synthetic(
-        n_symbols=30,
-        n_dates=300,
-        seed=11,
-        listing_fraction=0.0,
-        delisting_fraction=0.0,
-        halts_per_1000_days=0.0,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -282,31 +271,91 @@ QLIB_FIELDS = ("open", "high", "low", "close", "volume", "vwap")
 def _assert_float32_equal(name: str, ours: np.ndarray, expected: np.ndarray) -> None:
     ours = ours.astype(np.float32)
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(expected), err_msg=f"{name} NaN")
+    inf = np.isinf(expected) | np.isinf(ours)
+    np.testing.assert_array_equal(ours[inf], expected[inf], err_msg=f"{name} +-inf")
     finite = np.isfinite(expected)
     np.testing.assert_allclose(ours[finite], expected[finite], rtol=2e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.fixture(scope="module")
-def alpha158_values(panel):
-    return evaluate(library.load("alpha158"), panel)
+def _with_zeros(panel, seed: int = 3):
+    """``panel`` with zero volume on ~1% of its traded cells (half of them two days running:
+    x/0 = inf next to 0/0 = NaN) and a zero open on a few (KMID & co. divide by the open)."""
+    rng = np.random.default_rng(seed)
+    fields = {f: np.array(panel[f], dtype=np.float64) for f in QLIB_FIELDS}
+    traded = np.argwhere(~np.isnan(fields["volume"][:-1]))
+    pick = traded[rng.random(len(traded)) < 0.01]
+    fields["volume"][pick[:, 0], pick[:, 1]] = 0.0
+    run = pick[: len(pick) // 2]
+    nxt = fields["volume"][run[:, 0] + 1, run[:, 1]]
+    fields["volume"][run[:, 0] + 1, run[:, 1]] = np.where(np.isnan(nxt), np.nan, 0.0)
+    zero_open = traded[rng.random(len(traded)) < 0.001]
+    fields["open"][zero_open[:, 0], zero_open[:, 1]] = 0.0
+    return Panel(panel.dates, panel.symbols, fields, panel.groups, panel.group_labels)
 
 
 @pytest.fixture(scope="module")
-def alpha158_oracle(panel):
-    return qlib_pandas.alpha158(_wide(panel, QLIB_FIELDS), mode="alphaforge")
+def qlib_panels(panel, real_panel):
+    """Panels with listings, delistings, halts and zero volumes: synthetic and the real sample."""
+    return {"synthetic": _with_zeros(panel), "sample": real_panel}
 
 
+@pytest.fixture(scope="module")
+def alpha158_pairs(qlib_panels):
+    """panel label -> (our alpha158 values, the Qlib-exact oracle's)."""
+    out = {}
+    for label, data in qlib_panels.items():
+        ours = evaluate(library.load("alpha158"), data)
+        exact = qlib_pandas.alpha158(_wide(data, QLIB_FIELDS), mode="qlib")
+        out[label] = (ours, exact)
+    return out
+
+
+@pytest.mark.parametrize("label", ["synthetic", "sample"])
 @pytest.mark.parametrize("name", ALPHA158_NAMES)
-def test_alpha158_matches_qlib_transcription(name, alpha158_values, alpha158_oracle):
-    _assert_float32_equal(name, alpha158_values[name], alpha158_oracle[name].to_numpy())
+def test_alpha158_matches_exact_qlib_semantics(name, label, alpha158_pairs):
+    """Qlib's own conventions, cell for cell: NaN compares False, IdxMax lands on a NaN, x/0 is
+    +-inf, rolling windows read +-inf as NaN, and every instrument exists only over its own
+    first..last row (the 'listed' field)."""
+    ours, exact = alpha158_pairs[label]
+    _assert_float32_equal(name, ours[name], exact[name].to_numpy())
 
 
-def test_alpha158_matches_exact_qlib_semantics_on_gap_free_data(gap_free_panel):
-    """Qlib's own NaN conventions (NaN compares False, IdxMax lands on a NaN) only differ from
-    alphaforge's within the first 60 rows when no row is missing."""
-    ours = evaluate(library.load("alpha158"), gap_free_panel)
-    exact = qlib_pandas.alpha158(_wide(gap_free_panel, QLIB_FIELDS), mode="qlib")
-    for name in ALPHA158_NAMES:
-        _assert_float32_equal(name, ours[name][60:], exact[name].to_numpy()[60:])
-    # where they differ: Qlib counts the first row's NaN comparison as False
-    assert exact["CNTP5"].iloc[0].eq(0).all() and np.isnan(ours["CNTP5"][0]).all()
+def test_alpha158_test_panels_hit_qlib_corner_cases(qlib_panels, alpha158_pairs):
+    syn = qlib_panels["synthetic"]
+    listed = np.asarray(syn["listed"])
+    assert np.isnan(listed[0]).any() and np.isnan(listed[-1]).any()  # listings, delistings
+    close = np.asarray(syn["close"])
+    assert (np.isnan(close) & ~np.isnan(listed)).any()  # halts inside the span
+    assert (np.asarray(syn["volume"]) == 0).sum() > 10
+    ours, exact = alpha158_pairs["synthetic"]
+    assert np.isinf(ours["KMID"]).any()  # x/0 -> inf, as Qlib
+    # Qlib counts the first row's NaN comparison as False: CNTP5 is 0, not NaN, on row 0
+    assert exact["CNTP5"].iloc[0].dropna().eq(0).all() and (ours["CNTP5"][0] == 0).any()
+    # nothing after a delisting, where min_periods=1 windows would still have values
+    assert np.isnan(ours["MA60"][np.isnan(listed)]).all()
+
+
+def test_alpha158_oracle_alphaforge_mode_is_the_alpha101_conventions(panel):
+    """The oracle's "alphaforge" mode (comparisons with a NaN side NaN, IdxMax skipping NaN,
+    x/0 NaN, no spans) is what the same formulas give under the alpha101 dialect's policies."""
+    from factors.parser import parse
+
+    def alpha101_policies(e):
+        if not isinstance(e, Call):
+            return e
+        if e.op == "mask":
+            return alpha101_policies(e.args[0])
+        if e.op in ("ts_argmax_listed", "ts_argmin_listed"):
+            return Call(e.op.removesuffix("_listed"), (alpha101_policies(e.args[0]),), e.params)
+        if e.op == "inf_to_nan":
+            return alpha101_policies(e.args[0])
+        params = [(k, 0 if k in ("ieee", "nan_false", "nan_first") else v) for k, v in e.params]
+        return Call(e.op, [alpha101_policies(a) for a in e.args], params)
+
+    text = library.formulas("alpha158")
+    names = ["KMID", "CNTP5", "IMAX10", "IMXD60", "VSUMD20", "CORR5", "MA60"]
+    exprs = {n: alpha101_policies(parse(text[n], "qlib")) for n in names}
+    ours = evaluate(exprs, panel)
+    expected = qlib_pandas.alpha158(_wide(panel, QLIB_FIELDS), mode="alphaforge")
+    for name in names:
+        _assert_float32_equal(name, ours[name], expected[name].to_numpy())

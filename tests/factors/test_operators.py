@@ -158,3 +158,34 @@ def test_signature_text():
     assert get("ts_mean").signature == "ts_mean(x, w, min_periods=w)"
     assert get("ts_corr").signature == "ts_corr(x1, x2, w, min_periods=w)"
     assert get("group_rank").signature == "group_rank(x1, group)"
+
+
+def test_qlib_numpy_policies_per_dialect():
+    """Qlib's numpy semantics are parameters with a qlib default; alpha101/python keep theirs."""
+    for name, param in (
+        ("div", "ieee"),
+        ("log", "ieee"),
+        ("add", "ieee"),
+        ("where", "ieee"),
+        ("gt", "nan_false"),
+        ("and_", "nan_false"),
+        ("not_", "nan_false"),
+        ("ts_argmax", "nan_first"),
+        ("ts_argmin", "nan_first"),
+    ):
+        op = get(name)
+        given = {"w": 5} if op.kind == "ts" else {}
+        assert dict(op.resolve_params(given, "qlib"))[param] == 1, name
+        for dialect in ("alpha101", "python"):
+            assert dict(op.resolve_params(given, dialect))[param] == 0, (name, dialect)
+    # f32 is no dialect default: the qlib parser sets it where Qlib's operands are float32
+    assert dict(get("add").resolve_params({}, "qlib"))["f32"] == 0
+
+
+def test_qlib_span_operators():
+    mask, listed_max = get("mask"), get("ts_argmax_listed")
+    assert mask.kind == "elementwise" and mask.inputs == 2 and mask.lookback({"atol": 0}) == 0
+    assert listed_max.kind == "ts" and listed_max.inputs == 2
+    assert listed_max.lookback({"w": 10, "min_periods": 1}) == 9
+    assert not listed_max.spellings.get("qlib")  # the qlib parser builds it from IdxMax
+    assert get("float32").inputs == get("inf_to_nan").inputs == 1

@@ -188,44 +188,93 @@ def test_alpha101_paper_formulas():
 # ---------------------------------------------------------------- qlib
 
 
+def bare(e):
+    """A qlib-dialect node without the instrument-span/dtype layer ``qlib_spans`` adds (masks,
+    float32 reads, inf_to_nan, std tests, the *_listed argmax), f32 reset: the formula as
+    written, with the dialect's policies."""
+    from factors.expr import Call
+
+    if not isinstance(e, Call):
+        return e
+    if e.op in ("mask", "float32", "inf_to_nan"):
+        return bare(e.args[0])
+    params = {k: (0 if k == "f32" else v) for k, v in e.params}
+    if e.op.endswith("_listed"):
+        return Call(e.op.removesuffix("_listed"), (bare(e.args[0]),), {**params, "nan_first": 1})
+    return Call(e.op, [bare(a) for a in e.args], params)
+
+
+def qsame(text: str, expr) -> None:
+    got = bare(parse(text, "qlib"))
+    assert got.key == expr.key, f"{text!r} parsed as {got!r}, expected {expr!r}"
+
+
 def test_qlib_basics_and_policies():
-    e = parse("Mean($close, 5)", "qlib")
+    e = bare(parse("Mean($close, 5)", "qlib"))
     assert e.op == "ts_mean" and e.param_dict == {"w": 5, "min_periods": 1}
-    same("Ref($close, 1)", delay(close, 1), "qlib")
-    same("$open+$close", open + close, "qlib")
-    same("Std($close, 20)", F.ts_std(close, 20, min_periods=1, ddof=1), "qlib")
-    same(
+    qsame("Ref($close, 1)", delay(close, 1))
+    qsame("$open+$close", F.add(open, close, ieee=1))
+    qsame("Std($close, 20)", F.ts_std(close, 20, min_periods=1, ddof=1))
+    qsame(
         "Corr($close, Log($volume+1), 10)",
-        ts_corr(close, F.log(volume + 1), 10, min_periods=1),
-        "qlib",
+        ts_corr(close, F.log(F.add(volume, 1, ieee=1), ieee=1), 10, min_periods=1),
     )
-    same("Greater($open, $close)", F.greater(open, close), "qlib")
-    same("Less($open, $close)", F.less(open, close), "qlib")
-    same("Max($high, 5)", F.ts_max(high, 5, min_periods=1), "qlib")
-    same("IdxMax($high, 5)", F.ts_argmax(high, 5, min_periods=1), "qlib")
-    same("Rank($close, 5)", F.ts_rank(close, 5, min_periods=1), "qlib")
-    same("Quantile($close, 10, 0.8)", F.ts_quantile(close, 10, 0.8, min_periods=1), "qlib")
-    same("If($close > $open, 1, 0)", F.where(close > open, 1, 0), "qlib")
-    same("Power($close, 2)", close**2, "qlib")
-    same("$close ** 2", close**2, "qlib")
-    same("Delta($close, 3)", F.delta(close, 3), "qlib")
-    same("Count($close, 3)", F.ts_count(close, 3), "qlib")
+    qsame("Greater($open, $close)", F.greater(open, close, ieee=1))
+    qsame("Less($open, $close)", F.less(open, close, ieee=1))
+    qsame("Max($high, 5)", F.ts_max(high, 5, min_periods=1))
+    qsame("IdxMax($high, 5)", F.ts_argmax(high, 5, min_periods=1, nan_first=1))
+    qsame("Rank($close, 5)", F.ts_rank(close, 5, min_periods=1))
+    qsame("Quantile($close, 10, 0.8)", F.ts_quantile(close, 10, 0.8, min_periods=1))
+    qsame("If($close > $open, 1, 0)", F.where(F.gt(close, open, nan_false=1), 1, 0, ieee=1))
+    qsame("Power($close, 2)", F.pow(close, 2, ieee=1))
+    qsame("$close ** 2", F.pow(close, 2, ieee=1))
+    qsame("Delta($close, 3)", F.sub(close, delay(close, 3), ieee=1))  # float32: x - Ref(x)
+    qsame("Count($close, 3)", F.ts_count(close, 3))
+
+
+def test_qlib_spans_and_dtypes():
+    """Qlib's per-instrument span, float32 reads and numpy rules, as nodes (see qlib_spans)."""
+    listed = Field("listed")
+    c32 = F.float32(close)
+    up = F.gt(c32, delay(c32, 1), nan_false=1, f32=1)
+    assert (
+        parse("Mean($close > Ref($close, 1), 5)", "qlib").key
+        == F.mask(ts_mean(F.mask(up, listed), 5, min_periods=1), listed).key
+    )
+    e = parse("IdxMax($high, 5)", "qlib")
+    assert e.key == F.mask(F.ts_argmax_listed(F.float32(high), listed, 5, 1), listed).key
+    kmid = parse("($close-$open)/$open", "qlib")
+    o32 = F.float32(open)
+    assert kmid.key == F.mask(F.div(F.sub(c32, o32, ieee=1, f32=1), o32, ieee=1, f32=1), listed).key
+    # a rolling op reads +-inf as NaN (pandas); a ratio of two rolling results is float64
+    ratio = F.div(c32, delay(c32, 1), ieee=1, f32=1)
+    std = F.ts_std(F.inf_to_nan(ratio), 5, min_periods=1)
+    assert parse("Std($close/Ref($close, 1), 5)", "qlib").key == F.mask(std, listed).key
+    m = parse("Mean($close, 5)/Std($close, 5)", "qlib")
+    assert m.args[0].param_dict == {"ieee": 1, "f32": 0}
+    # Corr and Rsquare: NaN where an input's rolling std is within 2e-5 of 0 (absolute)
+    rsq = parse("Rsquare($close, 5)", "qlib")
+    assert rsq.args[0].op == "mask" and rsq.args[0].param_dict == {"atol": 2e-05}
+    for text in ("Mean($close, 5)", "Corr($close, $volume, 5)", "$close"):
+        e = parse(text, "qlib")
+        assert e.op == "mask" and e.args[1] == listed and "listed" in e.fields
 
 
 def test_qlib_ema_is_pandas_span():
-    e = parse("EMA($close, 9)", "qlib")
+    e = bare(parse("EMA($close, 9)", "qlib"))
     assert e.op == "ema"
     assert e.param_dict == {"alpha": 0.2, "adjust": 1, "ignore_na": 0}
-    assert parse("EMA($close, 0.3)", "qlib").param_dict["alpha"] == 0.3
+    assert bare(parse("EMA($close, 0.3)", "qlib")).param_dict["alpha"] == 0.3
     with pytest.raises(FormulaError, match="integer >= 1 or in \\(0, 1\\)"):
         parse("EMA($close, 2.5)", "qlib")
 
 
 def test_qlib_uses_python_precedence():
     # in Python (and so in Qlib) & binds tighter than comparisons
-    same("($close > 1) & ($open > 1)", (close > 1) & (open > 1), "qlib")
-    same("-2 ** 2", -(Const(2) ** 2), "qlib")
-    same("2 ** -1", Const(2) ** -1, "qlib")
+    gt1 = F.gt(close, 1, nan_false=1), F.gt(open, 1, nan_false=1)
+    qsame("($close > 1) & ($open > 1)", F.and_(*gt1, nan_false=1))
+    qsame("-2 ** 2", F.neg(F.pow(Const(2), Const(2), ieee=1), ieee=1))
+    qsame("2 ** -1", F.pow(Const(2), Const(-1), ieee=1))
     with pytest.raises(FormulaError, match="chained comparison '>' at 19"):
         parse("$close > 1 & $open > 1", "qlib")
 
@@ -252,7 +301,7 @@ def test_every_alpha158_formula_parses():
         name, formula = line.split("\t")
         e = parse(formula, "qlib")
         assert parse(repr(e)).key == e.key, name
-        assert e.fields <= {"open", "high", "low", "close", "volume", "vwap"}, name
+        assert e.fields <= {"open", "high", "low", "close", "volume", "vwap", "listed"}, name
 
 
 # ---------------------------------------------------------------- errors

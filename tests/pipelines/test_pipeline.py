@@ -67,3 +67,23 @@ def test_bad_formula_names_position():
 
     with pytest.raises(FormulaError, match="ts_rnk"):
         Pipeline({"x": "ts_rnk(close, 5)"}, source="sample")
+
+
+def test_top_n_by_liquidity_after_screen(local_client, real):
+    pipe = Pipeline(
+        {"c": "close"},
+        source=real,
+        screen="close > 30",
+        top=("adv20", 10),
+        settings=load_settings(block_rows=32),
+    )
+    pipe.run("2017-03-01", "2017-03-31", local_client, progress=False)
+    kept = np.isfinite(pipe.values()["c"])
+    assert (kept.sum(axis=1) == 10).all()
+    whole = evaluate({"adv": "adv20", "c": "close"}, real)
+    rows = real.dates.get_indexer(pipe.dates)
+    adv = np.where(whole["c"][rows] > 30, whole["adv"][rows], np.nan)
+    for t in range(len(rows)):
+        tenth = np.sort(adv[t][np.isfinite(adv[t])])[-10]
+        assert (adv[t][kept[t]] >= tenth).all()
+        assert (whole["c"][rows][t][kept[t]] > 30).all()

@@ -115,8 +115,11 @@ def _check(name, arrays):
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0, equal_nan=True, err_msg=name)
 
 
+QLIB_HELPERS = {"mask", "float32", "inf_to_nan"}  # tested in test_qlib_policies below
+
+
 def test_table_covers_every_kernel():
-    assert set(TABLE) | {"clip"} == set(ew.KERNELS)
+    assert set(TABLE) | {"clip"} | QLIB_HELPERS == set(ew.KERNELS)
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
@@ -178,3 +181,77 @@ def test_bad_arguments(call, word):
 
 def test_warmup_runs():
     ew.warmup()
+
+
+# ---- the qlib dialect's policies: numpy's own semantics ---------------------------------------
+
+_QX = np.array([[0.0, -1.0, 4.0, np.nan, 2.5]])
+_QY = np.array([[0.0, 0.0, np.nan, 1.0, 2.5]])
+
+
+def test_ieee_policy_is_plain_numpy():
+    with np.errstate(all="ignore"):
+        for name, ufunc in (
+            ("add", np.add),
+            ("sub", np.subtract),
+            ("mul", np.multiply),
+            ("div", np.divide),
+            ("pow", np.power),
+            ("greater", np.maximum),
+            ("less", np.minimum),
+        ):
+            got = ew.KERNELS[name](_QX, _QY, ieee=1)
+            np.testing.assert_array_equal(got, ufunc(_QX, _QY), err_msg=name)
+        for name, ufunc in (("neg", np.negative), ("abs", np.abs), ("log", np.log)):
+            np.testing.assert_array_equal(ew.KERNELS[name](_QX, ieee=1), ufunc(_QX), name)
+        np.testing.assert_array_equal(ew.sqrt(_QX, ieee=1), np.sqrt(_QX))
+    assert ew.div(_QX, 0.0, ieee=1)[0, 2] == np.inf and ew.log(_QX, ieee=1)[0, 0] == -np.inf
+    assert ew.pow_(_QX, 0.0, ieee=1)[0, 3] == 1.0  # numpy: nan ** 0 == 1
+    cond = np.array([[np.nan, 0.0, 1.0, 2.0, 0.0]])
+    np.testing.assert_array_equal(ew.where(cond, _QX, 7.0, ieee=1), np.where(cond, _QX, 7.0))
+
+
+def test_nan_false_policy_compares_like_numpy():
+    for name, ufunc in (("gt", np.greater), ("ge", np.greater_equal), ("lt", np.less)):
+        for b in (_QY, 0.0, np.nan):
+            with np.errstate(invalid="ignore"):
+                want = ufunc(_QX, b).astype(float)
+            np.testing.assert_array_equal(ew.KERNELS[name](_QX, b, nan_false=1), want, name)
+    np.testing.assert_array_equal(ew.eq(_QX, _QY, nan_false=1), [[1.0, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(ew.ne(_QX, _QY, nan_false=1), [[0.0, 1, 1, 1, 0]])
+    # logic: NaN reads as false
+    np.testing.assert_array_equal(ew.and_(_QX, _QY, nan_false=1), [[0.0, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(ew.or_(_QX, _QY, nan_false=1), [[0.0, 1, 1, 1, 1]])
+    np.testing.assert_array_equal(ew.not_(_QX, nan_false=1), [[1.0, 0, 0, 1, 0]])
+    # the default keeps the alpha101 rule: a NaN operand gives NaN
+    assert np.isnan(ew.gt(_QX, _QY)[0, 2:4]).all()
+
+
+def test_f32_policy_is_numpy_float32_arithmetic():
+    rng = np.random.default_rng(0)
+    a = rng.lognormal(4, 1, (50, 7))
+    b = rng.lognormal(4, 1, (50, 7))
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    for name, fn in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply)):
+        got = ew.KERNELS[name](a, b, ieee=1, f32=1)
+        np.testing.assert_array_equal(got, fn(a32, b32).astype(np.float64), err_msg=name)
+    np.testing.assert_array_equal(ew.div(a, b, ieee=1, f32=1), (a32 / b32).astype(np.float64))
+    # a constant is a weak scalar: rounded to float32 like numpy does (1e-12 -> 9.9999999e-13)
+    np.testing.assert_array_equal(
+        ew.add(np.zeros((1, 1)), 1e-12, ieee=1, f32=1), [[float(np.float32(1e-12))]]
+    )
+    np.testing.assert_array_equal(ew.log(a, ieee=1, f32=1), np.log(a32).astype(np.float64))
+    np.testing.assert_array_equal(ew.float32(a), a32.astype(np.float64))
+    assert ew.add(a, b, f32=1).dtype == np.float64
+
+
+def test_mask_and_inf_to_nan():
+    listed = np.array([[np.nan, 1.0, 1.0, 1.0, np.nan]])
+    x = np.array([[1.0, np.inf, np.nan, -2.0, 3.0]])
+    np.testing.assert_array_equal(ew.mask(x, listed), [[np.nan, np.inf, np.nan, -2.0, np.nan]])
+    std = np.array([[0.0, 1e-5, 2e-5, 3e-5, np.nan]])
+    np.testing.assert_array_equal(
+        ew.mask(np.ones((1, 5)), std, atol=2e-5), [[np.nan, np.nan, np.nan, 1.0, np.nan]]
+    )
+    np.testing.assert_array_equal(ew.mask(x, 1.0), x)
+    np.testing.assert_array_equal(ew.inf_to_nan(x), [[1.0, np.nan, np.nan, -2.0, 3.0]])

@@ -171,8 +171,9 @@ def test_rank_is_nan_when_the_current_value_is_nan_and_averages_ties() -> None:
 @pytest.mark.parametrize("bad", [0, -2, 1.5, "5", None, False])
 def test_bad_window_raises_clear_value_error(name: str, bad) -> None:
     args = (0.5,) if name == "ts_quantile" else ()
+    arrays = (np.ones((4, 2)),) * (2 if name.endswith("_listed") else 1)
     with pytest.raises(ValueError, match="w must be an integer >= 1"):
-        rolling_order.KERNELS[name](np.ones((4, 2)), bad, *args)
+        rolling_order.KERNELS[name](*arrays, bad, *args)
 
 
 @pytest.mark.parametrize("q", [-0.1, 1.5, "0.5", None, float("nan")])
@@ -184,6 +185,69 @@ def test_bad_quantile_raises(q) -> None:
 def test_kernels_table_and_warmup() -> None:
     rolling_order.warmup()
     assert set(rolling_order.KERNELS) == {
-        "ts_min", "ts_max", "ts_argmin", "ts_argmax",
+        "ts_min", "ts_max", "ts_argmin", "ts_argmax", "ts_argmin_listed", "ts_argmax_listed",
         "ts_rank", "ts_median", "ts_quantile", "ts_mad",
     }  # fmt: skip
+
+
+# ---- Qlib's IdxMax/IdxMin: numpy's argmax on the raw window, clipped at the listing ---------
+
+
+def _qlib_idx(x: np.ndarray, listed: np.ndarray | None, w: int, find_max: bool) -> np.ndarray:
+    """pandas rolling(w, min_periods=1).apply(lambda v: v.argmax() + 1, raw=True), per
+    column, over the rows from the column's listing (first non-NaN ``listed``) on."""
+    out = np.full(x.shape, np.nan)
+    for j in range(x.shape[1]):
+        for t in range(x.shape[0]):
+            s = max(0, t - w + 1)
+            if listed is not None:
+                while s < t and np.isnan(listed[s, j]):
+                    s += 1
+            win = x[s : t + 1, j]
+            if np.isnan(win).all():
+                continue
+            out[t, j] = (np.argmax(win) if find_max else np.argmin(win)) + 1.0
+    return out
+
+
+def _listing_panel(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=(60, 5)), 1)  # ties
+    x[rng.random(x.shape) < 0.15] = np.nan  # halts
+    listed = np.ones_like(x)
+    listed[:17, 1] = np.nan  # listed at row 17
+    listed[40:, 2] = np.nan  # delisted after row 39
+    listed[:3, 3] = listed[50:, 3] = np.nan
+    x[np.isnan(listed)] = np.nan
+    return x, listed
+
+
+@pytest.mark.parametrize("find_max", [True, False])
+@pytest.mark.parametrize("w", [1, 3, 10])
+def test_nan_first_and_listed_match_numpy_argmax(find_max, w):
+    x, listed = _listing_panel(w)
+    which = "ts_argmax" if find_max else "ts_argmin"
+    got = rolling_order.KERNELS[which](x, w, 1, nan_first=1)
+    np.testing.assert_array_equal(got, _qlib_idx(x, None, w, find_max))
+    got = rolling_order.KERNELS[which + "_listed"](x, listed, w, 1)
+    np.testing.assert_array_equal(got, _qlib_idx(x, listed, w, find_max))
+    # the default skips NaN: on NaN-free windows all three agree
+    clean = np.arange(40.0).reshape(8, 5) % 7
+    ones = np.ones_like(clean)
+    a = rolling_order.KERNELS[which](clean, w, 1)
+    np.testing.assert_array_equal(a, rolling_order.KERNELS[which](clean, w, 1, nan_first=1))
+    np.testing.assert_array_equal(a, rolling_order.KERNELS[which + "_listed"](clean, ones, w, 1))
+
+
+@pytest.mark.parametrize("w", [1, 4, 9])
+def test_qlib_argmax_slices_reproduce_whole_series(w):
+    """Window-local: started w-1 rows before any row, the values are the same bits."""
+    x, listed = _listing_panel(100 + w)
+    full = rolling_order.ts_argmax_listed(x, listed, w, 1)
+    full_nf = rolling_order.ts_argmin(x, w, 2 if w > 1 else 1, nan_first=1)
+    for t0 in range(0, 60, 7):
+        s = max(0, t0 - (w - 1))
+        part = rolling_order.ts_argmax_listed(x[s:], listed[s:], w, 1)
+        np.testing.assert_array_equal(part[t0 - s :], full[t0:])
+        part = rolling_order.ts_argmin(x[s:], w, 2 if w > 1 else 1, nan_first=1)
+        np.testing.assert_array_equal(part[t0 - s :], full_nf[t0:])

@@ -23,15 +23,19 @@ column per instrument. Qlib's semantics, operator by operator:
 - ``/``: numpy division, ``x/0`` -> ±inf.
 - Each instrument's series spans its own first..last row in Qlib's binary store, so windows
   never reach before a stock's first row and nothing is computed outside its span.
+- pandas rolling (and so every rolling op but Ref) reads ±inf as NaN.
+- dtypes: Qlib's store is float32 and numpy/pandas keep float32 through elementwise ops on
+  float32 Series until a rolling op (float64): the input frames are cast to float32 here.
 
-Two modes. ``"qlib"`` is all of the above. ``"alphaforge"`` keeps everything except the NaN
-conventions the alphaforge kernels chose on purpose (contracts: comparisons with a NaN side give
-NaN, ``ts_argmax`` skips NaN, a division giving ±inf gives NaN, no instrument spans). On data
-without gaps the two agree after the first 60 rows.
+Two modes. ``"qlib"`` is all of the above: Qlib's exact conventions, which the qlib dialect of
+``factors.parse`` reproduces (``scripts/compare_qlib.py`` measures both against pyqlib 0.9.7:
+same NaN/inf cells, values equal to within one float32 unit in the last place).
+``"alphaforge"`` keeps everything except the NaN conventions of the alpha101/python
+dialects (a comparison with a NaN side gives NaN, ``ts_argmax`` skips NaN, a division giving
++-inf gives NaN, no instrument spans): what the same formulas give with those policies.
 
-Only Corr, Rsquare and Std-based masks follow pandas' own numerics; Slope/Rsquare/Resi are
-computed here by the centred two-pass formula, not Qlib's running sums (which drift slightly).
-Outputs are float32, like Qlib's.
+Slope/Rsquare/Resi are computed here by the centred two-pass formula, not Qlib's running sums
+(which drift slightly). Outputs are float32, like Qlib's.
 """
 
 from __future__ import annotations
@@ -78,10 +82,12 @@ class QlibOps:
         return out
 
     def greater(self, a: pd.DataFrame, b: pd.DataFrame | float) -> pd.DataFrame:
-        return self.frame(np.maximum(a.to_numpy(), np.asarray(b)))
+        other = b.to_numpy() if isinstance(b, pd.DataFrame) else b  # a number: weak scalar
+        return self.frame(np.maximum(a.to_numpy(), other))
 
     def less(self, a: pd.DataFrame, b: pd.DataFrame | float) -> pd.DataFrame:
-        return self.frame(np.minimum(a.to_numpy(), np.asarray(b)))
+        other = b.to_numpy() if isinstance(b, pd.DataFrame) else b
+        return self.frame(np.minimum(a.to_numpy(), other))
 
     def _compare(self, op: Callable, a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         x, y = a.to_numpy(), b.to_numpy()
@@ -139,7 +145,8 @@ class QlibOps:
         return a.rolling(n, min_periods=1).rank(pct=True, method="average")
 
     def _idx(self, a: pd.DataFrame, n: int, find_max: bool) -> pd.DataFrame:
-        x = a.to_numpy()
+        x = a.to_numpy(dtype=np.float64)
+        x = np.where(np.isinf(x), np.nan, x)  # pandas rolling reads +-inf as NaN
         w = _padded_windows(x, n)
         # rows of the window before the instrument's first row (or before row 0) are not there
         start = np.maximum(self.row - n + 1, self.first_row)  # first row present in the window
@@ -167,7 +174,7 @@ class QlibOps:
 
     def _regression(self, a: pd.DataFrame, n: int) -> tuple[np.ndarray, ...]:
         """Per window: (slope, rsquare, residual of the current row), x = 1..n, NaN skipped."""
-        w = _padded_windows(a.to_numpy(), n)
+        w = _padded_windows(a.to_numpy(dtype=np.float64), n)
         m = ~np.isnan(w)
         cnt = m.sum(axis=-1)
         x = np.arange(1, n + 1, dtype=np.float64)
@@ -179,7 +186,7 @@ class QlibOps:
             sxx, sxy, syy = (dx * dx).sum(-1), (dx * dy).sum(-1), (dy * dy).sum(-1)
             slope = sxy / sxx
             rsq = sxy * sxy / (sxx * syy)
-            resi = a.to_numpy() - (ybar + slope * (n - xbar))
+            resi = a.to_numpy(dtype=np.float64) - (ybar + slope * (n - xbar))
         few = cnt < 2
         slope[few] = rsq[few] = resi[few] = np.nan
         return slope, rsq, resi
@@ -204,7 +211,8 @@ class QlibOps:
 
 
 def instrument_span(fields: Mapping[str, pd.DataFrame]) -> np.ndarray:
-    """(T, S) bool: row within the instrument's first..last row having any non-NaN field."""
+    """(T, S) bool: row within the instrument's first..last row having any non-NaN field
+    (``alpha158`` passes ``close`` alone: Qlib's span as ``scripts/compare_qlib.py`` writes it)."""
     any_value = np.zeros(next(iter(fields.values())).shape, dtype=bool)
     for frame in fields.values():
         any_value |= ~np.isnan(frame.to_numpy(dtype=np.float64))
@@ -216,8 +224,11 @@ def instrument_span(fields: Mapping[str, pd.DataFrame]) -> np.ndarray:
 def alpha158(fields: Mapping[str, pd.DataFrame], mode: Mode = "qlib") -> dict[str, pd.DataFrame]:
     """All 158 Alpha158 features (Qlib's names and order) from wide ``open high low close
     volume vwap`` frames, as float32 frames."""
-    o, h, l, c, v, vw = (fields[k] for k in ("open", "high", "low", "close", "volume", "vwap"))
-    span = instrument_span({k: fields[k] for k in ("open", "high", "low", "close", "volume")})
+    # Qlib's store is float32, and numpy/pandas compute on float32 Series in float32 until a
+    # rolling op (which gives float64): the frames are float32 here for the same dtype flow.
+    names = ("open", "high", "low", "close", "volume", "vwap")
+    o, h, l, c, v, vw = (fields[k].astype(np.float32) for k in names)
+    span = instrument_span({"close": c})
     q = QlibOps(c.index, c.columns, span, mode)
     f: dict[str, pd.DataFrame] = {}
 
