@@ -225,7 +225,18 @@ class Pipeline:
                     f"source returned {len(window.dates)} dates for {cal[h0]:%Y-%m-%d}.."
                     f"{cal[i1 - 1]:%Y-%m-%d}, its calendar has {i1 - h0}"
                 )
+            if h0 > 0 and any("listed" in e.fields for e in exprs.values()):
+                window.fields["listed"] = self._listed(window)
             yield window, h0, max(0, (i0 // rows) * rows - h0), rows, exprs
+
+    def _listed(self, window: Panel) -> np.ndarray:
+        """The ``listed`` field of a window from the whole source's listing spans, so a
+        window that starts during a halt sees the same span as the full history does."""
+        spans = self.source.spans(window.dates[-1]).reindex(window.symbols)
+        dates = window.dates.values[:, None]
+        first = spans["min"].to_numpy(dtype="datetime64[ns]")[None, :]
+        last = spans["max"].to_numpy(dtype="datetime64[ns]")[None, :]
+        return np.where((dates >= first) & (dates <= last), 1.0, np.nan)
 
     def run(
         self, start: Any = None, end: Any = None, client: Any = None, **kw: Any

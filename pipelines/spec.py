@@ -89,6 +89,26 @@ class Source:
             return sources.read_sql(self.table, self.url, start=start, end=end, on_bad_rows=bad)
         raise ConfigError(f"unknown source kind {self.kind!r}")
 
+    def spans(self, end: Any = None) -> pd.DataFrame:
+        """Per symbol, its first and last date with a valid close up to ``end`` (the listing
+        span Qlib's instruments file holds), read from the whole source, not a window."""
+        if self.kind in {"parquet", "sample"}:
+            import contextlib
+
+            from engine.sources.sample import sample_path
+
+            ctx = sample_path() if self.kind == "sample" else contextlib.nullcontext(self.path)
+            with ctx as path:
+                bars = pd.read_parquet(path, columns=["symbol", "date", "close"])
+            bars["date"] = pd.to_datetime(bars["date"])
+            bars = bars[bars["close"].notna() & (bars["close"] > 0)]
+        else:
+            frame = self.load(None, end).to_frame(["close"]).reset_index()
+            bars = frame.rename(columns={"asset": "symbol"}).dropna(subset=["close"])
+        if end is not None:
+            bars = bars[bars["date"] <= pd.Timestamp(end)]
+        return bars.groupby("symbol")["date"].agg(["min", "max"])
+
     def calendar(self) -> pd.DatetimeIndex:
         """All trading dates of the source (reads only the date column where it can)."""
         if self.kind == "panel":

@@ -9,7 +9,7 @@ import pytest
 from cluster.config import load_settings
 from engine import evaluate
 from engine.sources import sample
-from factors import close, delay, rank, ts_corr, volume
+from factors import close, delay, library, rank, ts_corr, volume
 from pipelines import Pipeline
 
 
@@ -87,3 +87,32 @@ def test_top_n_by_liquidity_after_screen(local_client, real):
         tenth = np.sort(adv[t][np.isfinite(adv[t])])[-10]
         assert (adv[t][kept[t]] >= tenth).all()
         assert (whole["c"][rows][t][kept[t]] > 30).all()
+
+
+def test_window_inside_a_long_halt_keeps_the_listing_span(local_client, real):
+    """Qlib-dialect factors read the listing span: a stock halted from before the loaded
+    window until just before the computed date is listed throughout (as in the full
+    history), so its windows reach back over the halt exactly as the full history's do."""
+    from engine.panel import Panel
+
+    a158 = library.load("alpha158")
+    factors = {"cnt": a158["CNTP5"], "imax": a158["IMAX10"]}
+    settings = load_settings(block_rows=16)
+    i0 = 1000
+    probe = Pipeline(factors, source=real, settings=settings)
+    (lookback, _), *_ = probe._groups()
+    h0 = probe._window(i0, lookback, 16)
+    fields = {k: v.copy() for k, v in real.fields.items()}
+    j = real.symbols.get_loc("MSFT")
+    for v in fields.values():
+        v[h0 - 5 : i0 - 2, j] = np.nan  # halted from before the window until 2 days before
+    halted = Panel(real.dates, real.symbols, fields, real.groups, real.group_labels)
+    pipe = Pipeline(factors, source=halted, settings=settings)
+    day = real.dates[i0]
+    pipe.run(day, day, local_client, progress=False)
+    whole = evaluate(factors, halted.islice(0, i0 + 1))
+    assert whole["imax"][-1, j] == 0.1  # IdxMax(high, 10)/10: the first row (halted, listed)
+    for name in factors:
+        got = pd.Series(pipe.values()[name][0], index=pipe.symbols)
+        want = pd.Series(whole[name][-1], index=real.symbols).reindex(got.index)
+        np.testing.assert_array_equal(got.to_numpy(), want.to_numpy(), err_msg=name)
