@@ -1,11 +1,14 @@
 """Benchmark: cross-section, group and technical kernels vs pandas, bottleneck and TA-Lib.
 
-Prints Mcells/s (million panel cells per second, best of a few repeats, compilation excluded)
-for each implementation and how many times faster ours is: than the fastest peer (on our row)
-and than each peer (on the peer's row), all measured in the same run.
-Peers: pandas wide (``rank(axis=1)``), pandas long format (``groupby(date)`` -- how a
-long-format factor pipeline does it), bottleneck along axis 1, and TA-Lib called once per
-symbol for the technical indicators.
+Prints Mcells/s (million panel cells per second, median of interleaved repeats: one round of
+every implementation, then the next; compilation excluded) for each implementation and how many
+times faster ours is: than the fastest peer (on our row) and than each peer (on the peer's row),
+all measured in the same run, plus the load average (the machine may be shared).
+Cross-sectional peers work along rows, which is already our (dates, symbols) C-order layout,
+so every comparison here is on the same input. Peers: pandas wide (``rank(axis=1)``), pandas
+long format (``groupby(date)`` -- how a long-format factor pipeline does it), bottleneck along
+axis 1, and TA-Lib called once per symbol (on a contiguous copy of the column, timed) for the
+technical indicators.
 
     PYTHONPATH=. python bench/bench_kernels_cs.py [--small] [--repeat 3]
 """
@@ -13,6 +16,7 @@ symbol for the technical indicators.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -25,14 +29,15 @@ import talib
 from engine.kernels import cross_section, group, technical
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
-    """Best wall time of `repeat` calls, in seconds."""
-    best = np.inf
+def _median_times(impls: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Median wall time of each implementation over `repeat` interleaved rounds, in seconds."""
+    times: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        for name, fn in impls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 def _panel(T: int, N: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -110,7 +115,7 @@ def _cases(p: dict[str, np.ndarray]) -> dict[str, dict[str, Callable[[], object]
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="500 x 1000 instead of 2500 x 5000")
-    parser.add_argument("--repeat", type=int, default=3, help="repeats per case (best is kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved rounds (median)")
     parser.add_argument("--threads", type=int, default=None, help="numba threads (default: all)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -122,18 +127,22 @@ def main(argv: list[str] | None = None) -> None:
         module.warmup()
     cases = _cases(_panel(T, N))
 
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
-        f"panel {T} x {N} ({cells:.1f} Mcells), best of {args.repeat}, "
-        f"numba threads {numba.get_num_threads()} ({numba.threading_layer()})"
+        f"panel {T} x {N} ({cells:.1f} Mcells), median of {args.repeat} interleaved rounds, "
+        f"numba threads {numba.get_num_threads()} ({numba.threading_layer()}), "
+        f"{os.cpu_count()} CPUs, load average {load}"
     )
     print(f"{'kernel':30s} {'implementation':34s} {'Mcells/s':>10s} {'ours/this':>10s}")
     for kernel, impls in cases.items():
-        rates = {name: cells / _best(fn, args.repeat) for name, fn in impls.items()}
+        rates = {name: cells / t for name, t in _median_times(impls, args.repeat).items()}
         best_peer = max(v for k, v in rates.items() if k != "ours")
         for name, rate in rates.items():
             label = "ours (vs best peer)" if name == "ours" else name
             ratio = rates["ours"] / (best_peer if name == "ours" else rate)
             print(f"{kernel:30s} {label:34s} {rate:10.1f} {ratio:9.1f}x")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"load average at the end: {load}")
 
 
 if __name__ == "__main__":

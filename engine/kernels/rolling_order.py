@@ -1,7 +1,8 @@
 """Rolling order statistics over (time, symbol) panels.
 
-Owns: ts_min, ts_max, ts_argmin, ts_argmax (monotonic deques, O(1) amortised per row), and
-the O(w)-per-row ones: ts_rank (the current value compared with a ring of the last w values;
+Owns the registry entries of ts_min, ts_max, ts_argmin, ts_argmax (skipping NaN they run in
+`extreme`, van Herk / Gil-Werman, ~3 comparisons per cell), and the O(w)-per-row ones:
+ts_rank (the current value compared with a ring of the last w values;
 an O(log w) order-statistic tree would only pay off for windows in the hundreds),
 ts_median/ts_quantile (a sorted copy of the window's valid values kept by insertion and
 deletion: O(log w) search plus an O(w) shift), ts_mad (two passes over the window, the
@@ -25,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.kernels import extreme
 from engine.kernels._jit import njit, prange
 from engine.kernels._validate import (
     as_panel_array,
@@ -50,43 +52,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- 1-D loops
-
-
-@njit(nogil=True, error_model="numpy")
-def _extreme_1d(a, w, minp, is_max, want_index, out):
-    # Monotonic deque held in two ring buffers of size w (row index, value): values strictly
-    # decrease (max) / increase (min) from front to back, so the front is the window's
-    # extreme, and the oldest one among ties (an equal newcomer does not evict it).
-    rows = np.empty(w, dtype=np.int64)
-    vals = np.empty(w, dtype=np.float64)
-    head = 0  # position of the front in the rings
-    size = 0
-    count = 0  # valid values in the window
-    for t in range(a.shape[0]):
-        v = a[t]
-        if t >= w and not np.isnan(a[t - w]):
-            count -= 1
-        if size > 0 and rows[head] <= t - w:  # the front left the window
-            head = head + 1 if head + 1 < w else 0
-            size -= 1
-        if not np.isnan(v):
-            count += 1
-            while size > 0:
-                back = head + size - 1
-                back = back - w if back >= w else back
-                if (vals[back] < v) if is_max else (vals[back] > v):
-                    size -= 1
-                else:
-                    break
-            tail = head + size
-            tail = tail - w if tail >= w else tail
-            rows[tail] = t
-            vals[tail] = v
-            size += 1
-        if count >= minp and size > 0:
-            out[t] = rows[head] - max(0, t - w + 1) + 1.0 if want_index else vals[head]
-        else:
-            out[t] = np.nan
 
 
 @njit(nogil=True, error_model="numpy")
@@ -202,13 +167,6 @@ def _argext_numpy_1d(a, span, use_span, w, minp, is_max, out):
 
 
 @njit(parallel=True)
-def _extreme(a, w, minp, is_max, want_index, out):
-    for j in prange(a.shape[1]):
-        _extreme_1d(a[:, j], w, minp, is_max, want_index, out[:, j])
-    return out
-
-
-@njit(parallel=True)
 def _argext_numpy(a, span, use_span, w, minp, is_max, out):
     for j in prange(a.shape[1]):
         _argext_numpy_1d(a[:, j], span[:, j], use_span, w, minp, is_max, out[:, j])
@@ -244,19 +202,16 @@ def _args(x: np.ndarray, w: int, min_periods: int | None) -> tuple[np.ndarray, i
     return as_panel_array(x, "x"), w, check_min_periods(min_periods, w)
 
 
-def ts_max(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
-    """Largest valid value in the last `w` rows."""
-    return call_with_output(_extreme, *_args(x, w, min_periods), True, False)
-
-
-def ts_min(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
-    """Smallest valid value in the last `w` rows."""
-    return call_with_output(_extreme, *_args(x, w, min_periods), False, False)
+# Max/min and their positions skipping NaN run in `extreme` (van Herk / Gil-Werman); the
+# Qlib policies below (a NaN in the window wins, window clipped to the listing) scan here.
+ts_max = extreme.ts_max
+ts_min = extreme.ts_min
 
 
 def _argext(x, span, w, min_periods, nan_first, is_max) -> np.ndarray:
     if span is None and not nan_first:
-        return call_with_output(_extreme, *_args(x, w, min_periods), is_max, True)
+        fn = extreme.ts_argmax if is_max else extreme.ts_argmin
+        return fn(x, w, min_periods)
     a, w, minp = _args(x, w, min_periods)
     if span is None:
         return call_with_output(_argext_numpy, a, a, False, w, minp, is_max)
