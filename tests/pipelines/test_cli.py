@@ -41,25 +41,23 @@ def test_demo_on_the_embedded_default(tmp_path):
     assert (tmp_path / "alphaforge-demo.db").exists()
 
 
-def test_spec_commands_against_postgres_and_redis(pg_url, redis_url, redis_namespace, small_spec):
-    spec = str(small_spec("cli", block_rows=16))
-    db = ["--db", pg_url]
-    env = {"ALPHAFORGE_CACHE_NAMESPACE": redis_namespace}
+def _spec_commands(spec: str, db: list[str], env: dict, redis: list[str]) -> None:
+    """Every spec command in the order a production setup runs them."""
     assert "schema revision" in cli("db", "upgrade", *db).stdout
     run = cli("run", spec, "--start", "2017-10-02", "--end", "2017-12-29", *db, env_extra=env)
     assert "values written" in run.stdout
-    back = cli(
-        "backfill", spec, "--start", "2017-06-01", "--end", "2017-09-29", "--chunk", "40", *db
-    )
+    chunked = ["--start", "2017-06-01", "--end", "2017-09-29", "--chunk", "40", *db]
+    back = cli("backfill", spec, *chunked)
     assert "skipped" not in back.stdout
-    again = cli(
-        "backfill", spec, "--start", "2017-06-01", "--end", "2017-09-29", "--chunk", "40", *db
-    )
+    again = cli("backfill", spec, *chunked)
     assert again.stdout.count("(done earlier)") == 3 and " 0 values written" in again.stdout
     night = cli("nightly", spec, *db)
     assert "2018-02-07" in night.stdout
-    warm = cli("warm", spec, "--days", "32", *db, "--redis", redis_url, env_extra=env)
-    assert "stored in the shared cache" in warm.stdout
+    warm = cli("warm", spec, "--days", "32", *db, *redis, env_extra=env, check=bool(redis))
+    if redis:
+        assert "stored in the shared cache" in warm.stdout
+    else:  # the embedded default has no shared cache to warm: a clear refusal
+        assert warm.returncode != 0 and "needs a shared cache" in warm.stderr
     runs = cli("runs", *db).stdout
     assert runs.count("succeeded") >= 5 and "cli" in runs
     csv = cli("query", *db, "--factor", "mom_20", "--date", "2018-02-07", "--csv").stdout
@@ -67,6 +65,18 @@ def test_spec_commands_against_postgres_and_redis(pg_url, redis_url, redis_names
     assert "mom_20" in frame.columns and len(frame) > 50 and frame["mom_20"].notna().any()
     listing = cli("query", *db, "--list").stdout
     assert "neutral" in listing and "pv" in listing
+
+
+def test_spec_commands_against_postgres_and_redis(pg_url, redis_url, redis_namespace, small_spec):
+    env = {"ALPHAFORGE_CACHE_NAMESPACE": redis_namespace}
+    _spec_commands(
+        str(small_spec("cli", block_rows=16)), ["--db", pg_url], env, ["--redis", redis_url]
+    )
+
+
+def test_spec_commands_on_the_embedded_default(tmp_path, small_spec):
+    spec = str(small_spec("cli", block_rows=16))
+    _spec_commands(spec, ["--db", f"sqlite:///{tmp_path / 'store.db'}"], {}, [])
 
 
 def test_failures_exit_non_zero_with_a_message(tmp_path, small_spec):
