@@ -63,6 +63,19 @@ class BlockData:
             raise PlanError(f"unknown field {name!r}; the panel has {', '.join(self.fields)}")
         return self.fields[name][r0 - self.row0 : r1 - self.row0]
 
+    @classmethod
+    def concat(cls, parts: Sequence[BlockData]) -> BlockData:
+        """Consecutive chunks as one (copies: the task's own working rows)."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls(
+            row0=first.row0,
+            fields={f: np.concatenate([p.fields[f] for p in parts]) for f in first.fields},
+            groups={g: np.concatenate([p.groups[g] for p in parts]) for g in first.groups},
+            n_symbols=first.n_symbols,
+        )
+
     def group(self, name: str, r0: int, r1: int) -> np.ndarray:
         name = group_level(self.groups, name)
         if name not in self.groups:
@@ -132,7 +145,7 @@ def _warm_once() -> None:
 
 def run_block(
     plan: Plan,
-    data: BlockData,
+    data: BlockData | list[BlockData],
     b0: int,
     b1: int,
     digests: Mapping[str, np.ndarray],
@@ -140,8 +153,14 @@ def run_block(
     numba_threads: int = 0,
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
 ) -> BlockResult:
-    """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker)."""
+    """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker).
+
+    ``data`` holds the rows from the block's halo to ``b1``, or is the list of grid chunks
+    that cover them."""
     from engine.kernels import KERNELS
+
+    if isinstance(data, list):
+        data = BlockData.concat(data)
 
     _warm_once()
     if numba_threads:
@@ -158,7 +177,8 @@ def run_block(
     block_rows = plan.block_rows
     n_sym = data.n_symbols
     memo: dict[str, tuple[int, np.ndarray]] = {}
-    remaining = {k: n.consumers for k, n in plan.nodes.items()}
+    # a node is freed once its parents and, for an output, its extraction have used it
+    remaining = {k: n.consumers + len(n.outputs) for k, n in plan.nodes.items()}
     node_seconds: dict[str, float] = {}
     computed = 0
     field_sets: dict[str, list[str]] = {}
@@ -258,7 +278,7 @@ def run_block(
             node_seconds[key] = elapsed
             for c in set(node.children):
                 remaining[c] -= 1
-                if remaining[c] <= 0 and not plan.nodes[c].outputs:
+                if remaining[c] <= 0:
                     memo.pop(c, None)
             if node.cached:
                 tiers.put(key_for(key, (origin + b0) // block_rows), arr[b0 - start :], elapsed)
@@ -268,8 +288,10 @@ def run_block(
     values: dict[str, np.ndarray] = {}
     for name, key in plan.outputs.items():
         start, arr = materialize(key)
-        block = arr[b0 - start :]
-        values[name] = np.array(block, dtype=np.float64, copy=True)
+        values[name] = np.array(arr[b0 - start :], dtype=np.float64, copy=True)
+        remaining[key] -= 1
+        if remaining[key] <= 0:
+            memo.pop(key, None)
     sink_rows = 0
     if sink is not None:
         sink_rows = int(sink(b0, b1, values))
@@ -590,21 +612,29 @@ def compute(
     )
     [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
     addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    futures = []
-    data_futures = []
-    for b0, b1 in the_plan.blocks:
-        s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
-        data = BlockData(
-            row0=s0,
-            fields={f: panel[f][s0:b1] for f in used if f not in getattr(panel, "groups", {})},
-            groups={g: panel.groups[g][s0:b1] for g in getattr(panel, "groups", {})},
+    # The panel is scattered once, in chunks on the block grid; a block's task takes the
+    # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
+    # input row once per replica however large the halo.
+    chunk_bounds = Plan._grid(t, the_plan.block_rows, the_plan.origin)
+    chunks = []
+    for c0, c1 in chunk_bounds:
+        piece = BlockData(
+            row0=c0,
+            fields={f: panel[f][c0:c1] for f in used if f not in groups},
+            groups={g: panel.groups[g][c0:c1] for g in groups},
             n_symbols=n,
         )
-        # Block g prefers the same worker in every run, so its memory cache (L1) is found
-        # again; Dask may still move it elsewhere to balance load.
-        preferred = [addresses[((the_plan.origin + b0) // the_plan.block_rows) % len(addresses)]]
-        [data_future] = client.scatter([data], hash=False, workers=preferred)
-        data_futures.append(data_future)
+        # Grid block g prefers the same worker in every run, so its memory cache (L1) is
+        # found again; Dask may still move work elsewhere to balance load.
+        where = [addresses[((the_plan.origin + c0) // the_plan.block_rows) % len(addresses)]]
+        [future] = client.scatter([piece], hash=False, workers=where)
+        chunks.append((c0, c1, future, where))
+    data_futures = [c[2] for c in chunks]
+    futures = []
+    for b0, b1 in the_plan.blocks:
+        s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
+        data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
+        preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
         d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
         futures.append(
             client.submit(

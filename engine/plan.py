@@ -229,12 +229,44 @@ class Plan:
         return out
 
     # -- cost / memory model ----------------------------------------------------------
+    def peak_live_rows(self, block_rows: int) -> int:
+        """Peak of the rows held at once by a block task's live intermediates, replaying the
+        executor's order (depth-first from each output, a node freed when its parents and its
+        output extraction are done)."""
+        t = self.shape[0]
+        rows = {k: min(t, block_rows + min(n.need, t)) for k, n in self.nodes.items()}
+        remaining = {k: n.consumers + len(n.outputs) for k, n in self.nodes.items()}
+        live: dict[str, int] = {}
+        peak = 0
+
+        def visit(key: str) -> None:
+            nonlocal peak
+            if key in live:
+                return
+            node = self.nodes[key]
+            for c in node.children:
+                visit(c)
+            live[key] = rows[key]
+            peak = max(peak, sum(live.values()))
+            for c in set(node.children):
+                remaining[c] -= 1
+                if remaining[c] <= 0:
+                    live.pop(c, None)
+
+        for key in self.outputs.values():
+            visit(key)
+            remaining[key] -= 1
+            if remaining[key] <= 0:
+                live.pop(key, None)
+        return peak
+
     def task_bytes(self, block_rows: int) -> int:
-        """Estimated peak bytes of one block task: inputs with halo, live nodes, outputs."""
+        """Estimated peak bytes of one block task: its input rows (halo included), the peak
+        of live intermediates, and the outputs' block rows it returns."""
         t, n = self.shape
-        rows = min(t, block_rows + min(self.halo, t))
-        live = min(len(self.nodes), 24)
-        return 8 * n * (rows * (len(self.fields) + live) + block_rows * len(self.outputs))
+        inputs = min(t, block_rows + min(self.halo, t)) * len(self.fields)
+        outputs = block_rows * len(self.outputs)
+        return 8 * n * (inputs + self.peak_live_rows(block_rows) + outputs)
 
     def _choose_block_rows(self, block_rows: int | None, per_thread: int, budget: int) -> int:
         t = self.shape[0] - self._start_row
