@@ -35,10 +35,10 @@ class Settings:
     # (prange), so its memory cache sees every block; production clusters set their own.
     n_workers: int = 1
     threads_per_worker: int = 1
-    worker_memory_limit: str = "4GiB"
+    worker_memory_limit: str = "auto"  # Dask's auto: the machine's memory / workers
     retries: int = 2
     block_rows: int | None = None
-    task_memory_bytes: int = 1 << 30
+    task_memory_bytes: int | None = None  # None: 40% of a worker's memory per thread
     l1_cache_bytes: int = 1 << 30
     redis_ttl_seconds: int = 7 * 24 * 3600
     redis_timeout_seconds: float = 2.0

@@ -490,6 +490,16 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
+def _task_budget(client: Any, share: float = 0.4) -> int:
+    """Bytes one task may use: ``share`` of the smallest worker's memory limit per thread
+    (the rest is for the input chunks, the memory cache and results in flight)."""
+    info = client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = [
+        w["memory_limit"] / max(1, w.get("nthreads", 1)) for w in info if w.get("memory_limit")
+    ]
+    return int(share * min(limits)) if limits else 1 << 30
+
+
 def _cluster_threads(client: Any) -> tuple[int, int, int]:
     """(workers, total worker threads, numba threads per task) from the scheduler's view."""
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -579,7 +589,7 @@ def compute(
         dialect=dialect,
         n_threads=n_threads,
         block_rows=block_rows or settings.block_rows,
-        task_memory_bytes=settings.task_memory_bytes,
+        task_memory_bytes=settings.task_memory_bytes or _task_budget(client),
         cache_nodes=cache_nodes or settings.cache_nodes,
         origin=origin,
         start_row=start_row,
