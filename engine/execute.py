@@ -124,8 +124,14 @@ def _range_version(
     return h.hexdigest()
 
 
+#: The calendar and universe as a pseudo-field: every key depends on them, so a node that reads
+#: no field (a constant expression) is never shared between panels of different shapes.
+DATES = "__dates__"
+
+
 def _field_nodes(expr: Expr, groups: Mapping[str, Any]) -> list[str]:
-    return sorted({group_level(groups, n.name) for n in expr.walk() if isinstance(n, Field)})
+    names = {group_level(groups, n.name) for n in expr.walk() if isinstance(n, Field)}
+    return sorted(names | {DATES})
 
 
 _WARM_LOCK = threading.Lock()
@@ -474,8 +480,8 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
     dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
     out: dict[str, np.ndarray] = {}
-    for f in fields:
-        arr = np.asarray(panel[f])
+    for f in [*fields, DATES]:
+        arr = dates[:, None] if f == DATES else np.asarray(panel[f])
         if arr.dtype == np.float64:
             arr = np.where(np.isnan(arr), np.nan, arr)  # one NaN bit pattern
         arr = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)

@@ -175,7 +175,7 @@ class Plan:
                 need[c.key] = min(UNBOUNDED, max(need[c.key], need[n.key] + own[n.key]))
 
         def cached(n: Expr) -> bool:
-            if not isinstance(n, Call):
+            if not isinstance(n, Call) or not n.fields:  # constants are cheaper than a lookup
                 return False
             if n.key in out_names or cache_nodes == "all":
                 return True

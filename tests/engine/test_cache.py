@@ -211,3 +211,24 @@ def test_redis_killed_mid_run_finishes_on_l1_with_a_warning(tmp_path, panel):
     expected = evaluate(many, panel)
     for name in many:
         np.testing.assert_allclose(result[name], expected[name], rtol=1e-12, equal_nan=True)
+
+
+def test_keys_depend_on_the_universe_even_for_constant_nodes(redis_url, redis_namespace, panel):
+    """Two panels with different symbols never share a cached value, even for a node that
+    reads no field (regression: a constant expression's block came back with the other
+    panel's width)."""
+    from cluster.config import load_settings
+
+    settings = load_settings(
+        cache_namespace=redis_namespace, redis_url=redis_url, cache_nodes="all"
+    )
+    factors = {"k": "close * 0 + (abs(-2) + 1)", "c": "where(close > 0, close, abs(-2))"}
+    narrow = panel.sel(symbols=list(panel.symbols[:12]))
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        compute(factors, panel, client, block_rows=15, settings=settings, progress=False)
+        again = compute(factors, narrow, client, block_rows=15, settings=settings, progress=False)
+    expected = evaluate(factors, narrow)
+    for name in factors:
+        assert again[name].shape == narrow.shape
+        np.testing.assert_array_equal(again[name], expected[name])
