@@ -480,8 +480,20 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
     dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
     out: dict[str, np.ndarray] = {}
+    groups = getattr(panel, "groups", {}) or {}
     for f in [*fields, DATES]:
         arr = dates[:, None] if f == DATES else np.asarray(panel[f])
+        if f in groups:  # label text, not codes: panels number their labels differently
+            names = list(panel.group_labels.get(f, []))
+            ids = np.array(
+                [0]
+                + [
+                    int.from_bytes(hashlib.blake2b(x.encode(), digest_size=8).digest())
+                    for x in names
+                ],
+                dtype=np.uint64,
+            )
+            arr = ids[arr + 1]
         if arr.dtype == np.float64:
             arr = np.where(np.isnan(arr), np.nan, arr)  # one NaN bit pattern
         arr = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)

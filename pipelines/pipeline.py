@@ -225,14 +225,18 @@ class Pipeline:
                     f"source returned {len(window.dates)} dates for {cal[h0]:%Y-%m-%d}.."
                     f"{cal[i1 - 1]:%Y-%m-%d}, its calendar has {i1 - h0}"
                 )
-            if h0 > 0 and any("listed" in e.fields for e in exprs.values()):
-                window.fields["listed"] = self._listed(window)
+            if h0 > 0:
+                spans = self.source.spans(cal[i1 - 1])
+                window = _with_universe(window, spans.index)
+                if any("listed" in e.fields for e in exprs.values()):
+                    window.fields["listed"] = self._listed(window, spans)
             yield window, h0, max(0, (i0 // rows) * rows - h0), rows, exprs
 
-    def _listed(self, window: Panel) -> np.ndarray:
+    @staticmethod
+    def _listed(window: Panel, spans: pd.DataFrame) -> np.ndarray:
         """The ``listed`` field of a window from the whole source's listing spans, so a
         window that starts during a halt sees the same span as the full history does."""
-        spans = self.source.spans(window.dates[-1]).reindex(window.symbols)
+        spans = spans.reindex(window.symbols)
         dates = window.dates.values[:, None]
         first = spans["min"].to_numpy(dtype="datetime64[ns]")[None, :]
         last = spans["max"].to_numpy(dtype="datetime64[ns]")[None, :]
@@ -440,6 +444,28 @@ class StoreSink:
         if store is None:
             store = _WORKER_STORES[self.url] = open_store(self.url, migrate=False)
         return store.write_block(self.run_id, block, self.dates[r0:b1], self.symbols)
+
+
+def _with_universe(window: Panel, symbols: pd.Index) -> Panel:
+    """``window`` over the source's universe up to its last date (symbols without a bar in the
+    window as NaN columns): values are unchanged (every operator skips NaN), and runs over
+    different windows ending on the same date share one universe, hence cache keys."""
+    symbols = pd.Index(sorted(set(map(str, symbols)) | set(window.symbols)))
+    if window.symbols.equals(symbols):
+        return window
+    cols = symbols.get_indexer(window.symbols)
+    t, n = len(window.dates), len(symbols)
+    fields = {}
+    for name, arr in window.fields.items():
+        out = np.full((t, n), np.nan)
+        out[:, cols] = arr
+        fields[name] = out
+    groups = {}
+    for name, arr in window.groups.items():
+        out = np.full((t, n), -1, dtype=np.int64)
+        out[:, cols] = arr
+        groups[name] = out
+    return Panel(window.dates, symbols, fields, groups, window.group_labels)
 
 
 def _reindex(arr: np.ndarray, have: pd.Index, want: pd.Index) -> np.ndarray:

@@ -10,7 +10,7 @@ SMALL_SPEC = """
 [pipeline]
 name = "{name}"
 [source]
-kind = "sample"
+{source}
 [universe]
 screen = "volume > 0"
 [factors.formulas]
@@ -27,9 +27,9 @@ block_rows = {block_rows}
 def small_spec(tmp_path: Path):
     """Write a small spec file; returns a function (name, block_rows) -> path."""
 
-    def make(name: str = "small", block_rows: int = 16) -> Path:
+    def make(name: str = "small", block_rows: int = 16, source: str = 'kind = "sample"') -> Path:
         path = tmp_path / f"{name}.toml"
-        path.write_text(SMALL_SPEC.format(name=name, block_rows=block_rows))
+        path.write_text(SMALL_SPEC.format(name=name, block_rows=block_rows, source=source))
         return path
 
     return make

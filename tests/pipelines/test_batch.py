@@ -81,11 +81,27 @@ def test_concurrent_nightly_runs_write_once(pg_store, small_spec):
     assert len(mine) == 1 and mine.iloc[0]["status"] == "succeeded"
 
 
-def test_warm_then_morning_run_hits_cache(redis_url, redis_namespace, small_spec):
+@pytest.mark.parametrize("source", ["sample", "parquet-with-delistings"])
+def test_warm_then_morning_run_hits_cache(redis_url, redis_namespace, small_spec, source, tmp_path):
     from distributed import Client, LocalCluster
 
+    from engine.sources import synthetic
+
+    if source == "sample":
+        source = 'kind = "sample"'
+    else:  # stocks stop trading between the warm-up's and the morning's window starts
+        bars = synthetic(n_symbols=400, n_dates=300, seed=3, delisting_fraction=0.3)
+        frame = bars.to_frame().reset_index().rename(columns={"asset": "symbol"})
+        frame.dropna(subset=["close"]).to_parquet(tmp_path / "bars.parquet", index=False)
+        source = f'kind = "parquet"\npath = "{tmp_path / "bars.parquet"}"'
     settings = load_settings(redis_url=redis_url, cache_namespace=redis_namespace)
-    spec = Spec.from_toml(small_spec("warm", block_rows=16), settings=settings)
+    path = small_spec("warm", block_rows=16, source=source)
+    if "parquet" in source:
+        # Known limit: group labels of stocks without a bar in a window are unknown to it, so
+        # group-operator nodes of windows that start on different dates do not share keys.
+        text = path.read_text()
+        path.write_text("\n".join(x for x in text.splitlines() if "IndNeutralize" not in x))
+    spec = Spec.from_toml(path, settings=settings)
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as lc:
         with Client(lc) as client:
             summary = warm(spec, 80, client=client)
