@@ -1,0 +1,857 @@
+"""End-to-end benchmark of the engine: alpha101 + alpha158 on a synthetic panel, and Qlib.
+
+Prints (stdout only; temporary directories and Redis keys are removed at the end):
+
+1. the plan of alpha101 + alpha158 (``factors.library.load``): nodes before/after sharing,
+   blocks, max lookback, halo;
+2. correctness on a small panel: ``engine.compute`` (2 workers) == ``engine.evaluate``, and
+   the reducing sink sees the same number of finite cells;
+3. cold / warm-L1 / warm-L2 runs: cold = a fresh ``LocalCluster`` (new worker processes,
+   empty L1, a fresh Redis namespace); warm-L1 = the same cluster again; warm-L2 = a new
+   cluster whose L1 is empty, reading the L2 (Redis ``--redis``) the cold run filled. Numba
+   kernels are compiled (or loaded) once in a separate process before anything is timed, so
+   no timing includes first-ever compilation; workers still *load* the kernels from numba's
+   on-disk cache in their first task (~1 s, included in cold). Results are not gathered:
+   a picklable sink on the worker counts finite values per block (the count is the checksum
+   that must agree between runs);
+4. scaling: 1 worker vs 2 workers (threads_per_worker=1, caches off);
+5. peak memory: RSS of this (client) process and of each worker process, sampled every
+   0.2 s with psutil, against the stated budget;
+6. Qlib 0.9.7 (its own venv, ``--qlib-python``): Alpha158 via ``D.features`` on the same
+   (float32-rounded) data in Qlib's binary format, cold, wall and CPU seconds; alphaforge's
+   alpha158 library on the same panel, cold; the ratio and the largest differences.
+
+Throughput is factor-cells/s = factors x dates x symbols / wall seconds. The machine's cores
+may be shared with other work: timings are noisy.
+
+    python bench/bench_engine.py --small               # a couple of minutes
+    python bench/bench_engine.py                       # 2500 dates x 5000 symbols
+    python bench/bench_engine.py --dates 2500 --symbols 2000 --block-rows 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from cluster.config import load_settings  # noqa: E402
+from engine.evaluate import evaluate  # noqa: E402
+from engine.execute import compute, plan  # noqa: E402
+from engine.plan import UNBOUNDED, Plan  # noqa: E402
+from engine.sources import synthetic  # noqa: E402
+from factors import library  # noqa: E402
+
+GIB = 1 << 30
+
+
+# ------------------------------------------------------------------ helpers
+class FiniteCount:
+    """The sink: runs on the worker per block, returns the number of finite values."""
+
+    def __call__(self, b0: int, b1: int, values: dict[str, np.ndarray]) -> int:
+        return int(sum(int(np.isfinite(v).sum()) for v in values.values()))
+
+
+class MemorySampler:
+    """Max RSS of the client process and of each worker process, sampled in a thread."""
+
+    def __init__(self, worker_pids: list[int], every: float = 0.2):
+        self.procs = [psutil.Process(p) for p in worker_pids]
+        self.me = psutil.Process(os.getpid())
+        self.every = every
+        self.client_max = 0
+        self.worker_max = 0
+        self.workers_sum_max = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every)
+
+    def _sample(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.client_max = max(self.client_max, self.me.memory_info().rss)
+        rss = []
+        for p in self.procs:
+            with contextlib.suppress(psutil.Error):
+                rss.append(p.memory_info().rss)
+        if rss:
+            self.worker_max = max(self.worker_max, max(rss))
+            self.workers_sum_max = max(self.workers_sum_max, sum(rss))
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+class Cluster:
+    """A fresh LocalCluster of worker processes and its client."""
+
+    def __init__(
+        self,
+        n_workers: int,
+        memory_limit: str,
+        numba_threads: int | None = None,
+        malloc_trim: bool = True,
+    ):
+        import dask
+        from distributed import Client, LocalCluster
+
+        env = {"NUMBA_NUM_THREADS": str(numba_threads)} if numba_threads else {}
+        pre = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+        if not malloc_trim:  # Dask's default MALLOC_TRIM_THRESHOLD_=65536 for worker processes
+            pre.pop("MALLOC_TRIM_THRESHOLD_", None)
+            # the Nanny writes pre-spawn-environ into this process's os.environ: undo it
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}):
+            self.cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+                env=env,
+            )
+        self.client = Client(self.cluster, set_as_default=False)
+        self.client.wait_for_workers(n_workers)
+        self.pids = sorted(self.client.run(os.getpid).values())
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for pid in self.pids:
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+        return total
+
+    def close(self) -> None:
+        self.client.close()
+        self.cluster.close()
+
+
+def _preload_kernels() -> None:
+    """Load the numba kernels in a worker (what the first block task would do)."""
+    from engine.execute import _warm_once
+
+    _warm_once()
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def rate(cells: float, seconds: float) -> str:
+    return f"{cells / max(seconds, 1e-9) / 1e6:,.1f} M/s"
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(
+        h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))
+    )
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in cells:
+        out.append(
+            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        )
+    return "\n".join(out)
+
+
+def run(
+    factors,
+    panel,
+    cl: Cluster,
+    *,
+    namespace: str,
+    block_rows,
+    redis_url,
+    cache=True,
+    sink=None,
+    replicas=2,
+):
+    """One timed ``engine.compute`` on ``cl``: (result, wall s, cpu s, memory sampler)."""
+    settings = load_settings(cache_namespace=namespace, progress=False)
+    cpu0 = cl.cpu_seconds() + sum(psutil.Process().cpu_times()[:2])
+    with MemorySampler(cl.pids) as mem, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        t0 = time.perf_counter()
+        res = compute(
+            factors,
+            panel,
+            cl.client,
+            block_rows=block_rows,
+            redis_url=redis_url or "",
+            cache=cache,
+            settings=settings,
+            progress=False,
+            sink=sink,
+            replicas=replicas,
+        )
+        wall = time.perf_counter() - t0
+    cpu = cl.cpu_seconds() + sum(psutil.Process().cpu_times()[:2]) - cpu0
+    return res, wall, cpu, mem
+
+
+def delete_namespace(redis_url: str, namespace: str) -> int:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    n = 0
+    batch = []
+    for key in r.scan_iter(match=f"{namespace}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            n += r.delete(*batch)
+            batch = []
+    if batch:
+        n += r.delete(*batch)
+    return n
+
+
+def warm_numba() -> float:
+    """Compile or load every kernel in a separate process (builds numba's on-disk cache)."""
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", "from engine.kernels import warmup_locked; warmup_locked()"],
+        check=True,
+        cwd=REPO,
+    )
+    return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------ sections
+def section_plan(factors, panel, block_rows) -> None:
+    t, n = panel.shape
+    print(f"\n== 1. plan: alpha101 + alpha158 = {len(factors)} factors on {t} dates x {n} symbols")
+    default = plan(factors, panel, n_threads=2)
+    used = plan(factors, panel, n_threads=2, block_rows=block_rows) if block_rows else default
+    halo = lambda p: "all history" if p.halo >= UNBOUNDED else f"{p.halo} rows"  # noqa: E731
+    rows = []
+    plans = [("engine default", default), ("used here", used)]
+    if (t, n) != (2500, 5000):
+        plans.append(
+            (
+                "engine default, 2500 x 5000 (plan only)",
+                Plan(default.exprs, (2500, 5000), n_threads=2),
+            )
+        )
+    for label, p in plans:
+        if label == "used here" and p is default:
+            continue
+        slices = sum(b1 - max(0, b0 - p.halo) for b0, b1 in p.blocks)
+        rows.append(
+            [
+                label,
+                p.nodes_before_sharing,
+                len(p.nodes),
+                len(p.blocks),
+                p.block_rows,
+                p.max_lookback,
+                halo(p),
+                f"{p.task_bytes(p.block_rows) / 2**20:,.0f}",
+                f"{slices / p.shape[0]:.1f}x",
+                f"{slices * p.shape[1] * 8 * len(p.fields) / GIB:,.1f}",
+            ]
+        )
+    print(
+        table(
+            [
+                "plan",
+                "nodes before sharing",
+                "nodes after",
+                "blocks",
+                "rows/block",
+                "max lookback (rows)",
+                "halo",
+                "est. MiB/task",
+                "scattered rows / panel rows",
+                "~scattered GiB (x replicas)",
+            ],
+            rows,
+        )
+    )
+    print(f"  cached nodes (shared): {sum(x.cached for x in used.nodes.values())}")
+
+
+def section_correctness(factors, mem_limit) -> None:
+    small = synthetic(120, 700, seed=5)
+    print(
+        f"\n== 2. correctness on a small panel ({small.shape[0]} dates x {small.shape[1]} symbols)"
+    )
+    ref = evaluate(factors, small)
+    cl = Cluster(2, mem_limit)
+    try:
+        ns = f"bench-check-{uuid.uuid4().hex[:8]}"
+        res, _, _, _ = run(factors, small, cl, namespace=ns, block_rows=32, redis_url=None)
+        res2, _, _, _ = run(
+            factors,
+            small,
+            cl,
+            namespace=ns + "s",
+            block_rows=32,
+            redis_url=None,
+            sink=FiniteCount(),
+        )
+    finally:
+        cl.close()
+    nan_mism = 0
+    max_rel = 0.0
+    worst = ""
+    for name, a in ref.items():
+        b = res[name]
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        nan_mism += int((fa != fb).sum())
+        both = fa & fb
+        if both.any():
+            d = np.abs(a[both] - b[both]) / np.maximum(np.abs(a[both]), 1e-300)
+            d = d[np.abs(a[both]) > 1e-12]
+            if d.size and d.max() > max_rel:
+                max_rel, worst = float(d.max()), name
+    finite = int(sum(np.isfinite(a).sum() for a in ref.values()))
+    ok = nan_mism == 0 and max_rel <= 1e-12 and res2.rows_written == finite
+    print(
+        f"  compute (2 workers, {len(res.plan.blocks)} blocks of 32 rows) vs evaluate: "
+        f"{len(ref)} factors, NaN-pattern mismatches {nan_mism}, max rel diff {max_rel:.2e}"
+        f"{f' ({worst})' if worst else ''}; sink finite count {res2.rows_written:,} vs "
+        f"evaluate {finite:,} -> {'OK' if ok else 'MISMATCH'}"
+    )
+
+
+def section_cache(factors, panel, args, redis_url, label) -> dict:
+    t, n = panel.shape
+    cells = len(factors) * t * n
+    ns = f"bench-{uuid.uuid4().hex[:12]}"
+    print(
+        f"\n== 3. cold / warm runs, {label}: {t} dates x {n} symbols x {len(factors)} factors "
+        f"= {cells / 1e9:.2f} G factor-cells; 2 workers x 1 thread, memory_limit "
+        f"{args.worker_memory} each; L1 {gib(1 << 30)} per worker; "
+        f"L2 {'Redis ' + redis_url + ' namespace ' + ns if redis_url else 'off'}"
+    )
+    rows = []
+    mem = {}
+    finite = set()
+
+    def add(name, res, wall, cpu, m):
+        s = res.stats
+        rows.append(
+            [
+                name,
+                f"{wall:.1f}",
+                f"{cpu:.1f}",
+                rate(cells, wall),
+                len(res.plan.blocks),
+                res.computed_nodes,
+                s.l1_hits,
+                s.l2_hits,
+                s.misses,
+                s.stored,
+                f"{s.hit_rate:.0%}",
+                f"{res.rows_written:,}",
+                gib(m.client_max),
+                gib(m.worker_max),
+            ]
+        )
+        mem[name] = m
+        finite.add(res.rows_written)
+
+    try:
+        cl = Cluster(2, args.worker_memory)
+        try:
+            add(
+                "cold",
+                *run(
+                    factors,
+                    panel,
+                    cl,
+                    namespace=ns,
+                    block_rows=args.block_rows,
+                    redis_url=redis_url,
+                    sink=FiniteCount(),
+                    replicas=args.replicas,
+                ),
+            )
+            add(
+                "warm-L1 (same cluster)",
+                *run(
+                    factors,
+                    panel,
+                    cl,
+                    namespace=ns,
+                    block_rows=args.block_rows,
+                    redis_url=redis_url,
+                    sink=FiniteCount(),
+                    replicas=args.replicas,
+                ),
+            )
+        finally:
+            cl.close()
+        if redis_url:
+            cl = Cluster(2, args.worker_memory)
+            try:
+                add(
+                    "warm-L2 (new cluster)",
+                    *run(
+                        factors,
+                        panel,
+                        cl,
+                        namespace=ns,
+                        block_rows=args.block_rows,
+                        redis_url=redis_url,
+                        sink=FiniteCount(),
+                        replicas=args.replicas,
+                    ),
+                )
+            finally:
+                cl.close()
+    finally:
+        if redis_url:
+            deleted = delete_namespace(redis_url, ns)
+            print(f"  (deleted {deleted} Redis keys of namespace {ns})")
+    print(
+        table(
+            [
+                "run",
+                "wall s",
+                "CPU s",
+                "factor-cells/s",
+                "blocks",
+                "node computations",
+                "L1 hits",
+                "L2 hits",
+                "misses",
+                "stored",
+                "hit rate",
+                "finite cells (sink)",
+                "client peak RSS",
+                "max worker peak RSS",
+            ],
+            rows,
+        )
+    )
+    print(f"  finite-cell checksum identical across runs: {'yes' if len(finite) == 1 else 'NO'}")
+    return mem
+
+
+def section_scaling(factors, panel, args) -> None:
+    t, n = panel.shape
+    cells = len(factors) * t * n
+    print(
+        f"\n== 4. scaling, caches off: {t} dates x {n} symbols x {len(factors)} factors "
+        f"({cells / 1e9:.2f} G factor-cells), threads_per_worker=1, fresh cluster per run"
+    )
+    rows = []
+    base = None
+    for workers, numba_threads, note in (
+        (1, 1, "numba 1 thread"),
+        (2, 1, "numba 1 thread each"),
+        (1, None, "engine default: numba threads = cores/worker = 2"),
+    ):
+        cl = Cluster(workers, args.worker_memory, numba_threads)
+        try:
+            res, wall, cpu, m = run(
+                factors,
+                panel,
+                cl,
+                namespace=f"bench-s-{uuid.uuid4().hex[:8]}",
+                block_rows=args.block_rows,
+                redis_url=None,
+                cache=False,
+                sink=FiniteCount(),
+                replicas=1,
+            )
+        finally:
+            cl.close()
+        base = base or wall
+        rows.append(
+            [
+                f"{workers} worker(s), {note}",
+                len(res.plan.blocks),
+                f"{wall:.1f}",
+                f"{cpu:.1f}",
+                rate(cells, wall),
+                f"{base / wall:.2f}x",
+                gib(m.worker_max),
+            ]
+        )
+    print(
+        table(
+            [
+                "cluster",
+                "blocks",
+                "wall s",
+                "CPU s",
+                "factor-cells/s",
+                "speed-up vs 1 worker",
+                "max worker peak RSS",
+            ],
+            rows,
+        )
+    )
+
+
+def section_qlib(args) -> None:
+    from compare_qlib import differences, float32_panel, long_bars
+
+    t, n = args.qlib_dates, args.qlib_symbols
+    print(
+        f"\n== 6. Qlib comparison: Alpha158, {t} dates x {n} symbols (synthetic, float32-rounded)"
+    )
+    panel = float32_panel(synthetic(n, t, seed=11))
+    alpha158 = library.load("alpha158")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_engine_qlib_"))
+    try:
+        long_bars(panel).to_parquet(tmp / "bars.parquet", index=False)
+        cmd = [
+            args.qlib_python,
+            str(REPO / "bench" / "_qlib_job.py"),
+            "--bars",
+            str(tmp / "bars.parquet"),
+            "--out",
+            str(tmp / "qlib.parquet"),
+            "--store",
+            str(tmp / "store"),
+            "--kernels",
+            str(args.qlib_kernels),
+        ]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc_s = time.perf_counter() - t0
+        if done.returncode != 0:
+            print(f"  Qlib failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            return
+        import json
+
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+        frame = pd.read_parquet(tmp / "qlib.parquet").set_index(["date", "symbol"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    full = pd.MultiIndex.from_product([panel.dates, panel.symbols], names=["date", "symbol"])
+    frame = frame.reindex(full)
+    theirs = {c: frame[c].to_numpy(dtype=np.float64).reshape(t, n) for c in frame.columns}
+
+    cl = Cluster(2, args.worker_memory)
+    try:
+        res, wall, cpu, _ = run(
+            alpha158,
+            panel,
+            cl,
+            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
+            block_rows=None,
+            redis_url=None,
+        )
+    finally:
+        cl.close()
+    cl = Cluster(2, args.worker_memory)
+    try:
+        cl.client.run(_preload_kernels)
+        res_p, wall_p, cpu_p, _ = run(
+            alpha158,
+            panel,
+            cl,
+            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
+            block_rows=None,
+            redis_url=None,
+        )
+    finally:
+        cl.close()
+    cl = Cluster(2, args.worker_memory, malloc_trim=False)
+    try:
+        trim = set(cl.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
+        cl.client.run(_preload_kernels)
+        res_m, wall_m, cpu_m, _ = run(
+            alpha158,
+            panel,
+            cl,
+            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
+            block_rows=None,
+            redis_url=None,
+        )
+    finally:
+        cl.close()
+    evaluate(alpha158, panel)  # kernels loaded in this process; first call excluded
+    c0, w0 = time.process_time(), time.perf_counter()
+    ref = evaluate(alpha158, panel)
+    wall_e, cpu_e = time.perf_counter() - w0, time.process_time() - c0
+    cells = len(alpha158) * t * n
+    print(
+        table(
+            ["engine", "wall s", "CPU s", "factor-cells/s", "CPU-s per M cells", "note"],
+            [
+                [
+                    f"Qlib {info['qlib']} D.features",
+                    f"{info['wall_s']:.1f}",
+                    f"{info['cpu_s']:.1f}",
+                    rate(cells, info["wall_s"]),
+                    f"{info['cpu_s'] / (cells / 1e6):.3f}",
+                    f"kernels={info['kernels']}, fresh process, expression/dataset cache off; "
+                    f"excl. qlib.init {info['init_s']:.1f}s, bin dump {info['dump_s']:.1f}s",
+                ],
+                [
+                    "alphaforge compute, cold",
+                    f"{wall:.2f}",
+                    f"{cpu:.1f}",
+                    rate(cells, wall),
+                    f"{cpu / (cells / 1e6):.3f}",
+                    f"fresh 2-worker LocalCluster (start-up excluded), empty L1, no L2, "
+                    f"{len(res.plan.blocks)} blocks, values gathered; workers load numba cache",
+                ],
+                [
+                    "alphaforge, cold caches",
+                    f"{wall_p:.2f}",
+                    f"{cpu_p:.1f}",
+                    rate(cells, wall_p),
+                    f"{cpu_p / (cells / 1e6):.3f}",
+                    "another fresh cluster, kernels pre-loaded in the workers (client.run) "
+                    "before timing; caches empty",
+                ],
+                [
+                    "alphaforge, cold caches, no trim",
+                    f"{wall_m:.2f}",
+                    f"{cpu_m:.1f}",
+                    rate(cells, wall_m),
+                    f"{cpu_m / (cells / 1e6):.3f}",
+                    f"as above, workers without Dask's MALLOC_TRIM_THRESHOLD_=65536 (now {trim})",
+                ],
+                [
+                    "alphaforge engine.evaluate",
+                    f"{wall_e:.2f}",
+                    f"{cpu_e:.1f}",
+                    rate(cells, wall_e),
+                    f"{cpu_e / (cells / 1e6):.3f}",
+                    "single process (this one), no Dask, 2nd call (kernels loaded), no caches",
+                ],
+            ],
+        )
+    )
+    print(
+        f"  speed-up alphaforge vs Qlib, cold: wall {info['wall_s'] / wall:.1f}x, "
+        f"CPU {info['cpu_s'] / max(cpu, 1e-9):.1f}x; with kernels pre-loaded: wall "
+        f"{info['wall_s'] / wall_p:.1f}x, CPU {info['cpu_s'] / max(cpu_p, 1e-9):.1f}x "
+        f"(bar: >= 20x)"
+    )
+    print(
+        f"  without MALLOC_TRIM_THRESHOLD_: wall {info['wall_s'] / wall_m:.1f}x, CPU "
+        f"{info['cpu_s'] / max(cpu_m, 1e-9):.1f}x; single-process evaluate: wall "
+        f"{info['wall_s'] / wall_e:.1f}x, CPU {info['cpu_s'] / max(cpu_e, 1e-9):.1f}x"
+    )
+    same = all(
+        np.array_equal(res[k], r[k], equal_nan=True) for r in (res_p, res_m) for k in alpha158
+    ) and all(np.allclose(res[k], ref[k], rtol=1e-12, atol=0, equal_nan=True) for k in alpha158)
+    print(
+        f"  the three compute runs agree bit for bit, and equal evaluate (rtol 1e-12): "
+        f"{'yes' if same else 'NO'}"
+    )
+    # cells whose 61-row window (the longest Alpha158 window + 1) has every bar of the stock
+    ok = np.ones(panel.shape, dtype=bool)
+    for f in ("open", "high", "low", "close", "volume", "vwap"):
+        ok &= np.isfinite(panel[f])
+    run_len = pd.DataFrame(ok.astype(np.int64)).rolling(61, min_periods=61).sum().to_numpy()
+    clean = run_len == 61
+    for label, mask in (
+        ("all cells", None),
+        (f"clean windows ({clean.mean():.0%} of cells)", clean),
+    ):
+        worst_abs = worst_rel = 0.0
+        wa = wr = ""
+        nan_ours = nan_theirs = 0
+        mism = []
+        for name in library.formulas("alpha158"):
+            ours, ref = res[name], theirs[name]
+            if mask is not None:
+                ours, ref = np.where(mask, ours, np.nan), np.where(mask, ref, np.nan)
+            diff = differences(ours, ref)
+            if len(diff) == 5:  # newer compare_qlib: (NaN ours, NaN Qlib, inf, abs, rel)
+                a, b, inf, d, r = diff
+                b += inf
+            else:
+                a, b, d, r = diff
+            nan_ours += a
+            nan_theirs += b
+            if a or b:
+                mism.append(name)
+            if d > worst_abs:
+                worst_abs, wa = d, name
+            if r > worst_rel:
+                worst_rel, wr = r, name
+        print(
+            f"  values on {label} (Qlib float32 vs alphaforge float64; rel where |Qlib| > 1e-3): "
+            f"max abs diff {worst_abs:.3e} ({wa}), max rel diff {worst_rel:.3e} ({wr}); "
+            f"NaN/inf-pattern mismatches: {nan_ours:,} cells NaN in alphaforge only, "
+            f"{nan_theirs:,} NaN (or a different inf) in Qlib only, "
+            f"in {len(mism)}/{len(alpha158)} features"
+            + (f" ({', '.join(mism[:10])}{' ...' if len(mism) > 10 else ''})" if mism else "")
+        )
+    try:
+        from compare_qlib import within_float32
+    except ImportError:
+        within_float32 = None
+    if within_float32 is not None:
+        bad = [k for k in library.formulas("alpha158") if not within_float32(res[k], theirs[k])]
+        print(
+            f"  equal at float32 precision (compare_qlib.within_float32: same NaN/inf cells, "
+            f"rtol 1e-4 + atol 1e-5 x max|value|): {len(alpha158) - len(bad)}/{len(alpha158)}"
+            + (f"; not: {', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}" if bad else "")
+        )
+    print(f"  (Qlib subprocess total {proc_s:.1f}s incl. interpreter start, bin dump, init)")
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dates", type=int, default=2500)
+    ap.add_argument("--symbols", type=int, default=5000)
+    ap.add_argument("--small", action="store_true", help="quick run: 500 dates x 200 symbols")
+    ap.add_argument(
+        "--block-rows",
+        type=int,
+        default=None,
+        help="rows per block (default: the engine's cost/memory model)",
+    )
+    ap.add_argument("--replicas", type=int, default=2, help="copies of each input slice")
+    ap.add_argument("--worker-memory", default="8GiB", help="LocalCluster memory_limit/worker")
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379")
+    ap.add_argument(
+        "--l2-max-gib",
+        type=float,
+        default=1.5,
+        help="largest cached volume; beyond it the cache runs use fewer symbols "
+        "(default 1.5 GiB: fits the two workers' L1 of 1 GiB each)",
+    )
+    ap.add_argument(
+        "--scale-symbols",
+        type=int,
+        default=None,
+        help="symbols for the 1-vs-2-worker runs (default: symbols / 5)",
+    )
+    ap.add_argument("--qlib-python", default="/work/qlibvenv/bin/python")
+    ap.add_argument("--qlib-dates", type=int, default=2000)
+    ap.add_argument("--qlib-symbols", type=int, default=200)
+    ap.add_argument("--qlib-kernels", type=int, default=2)
+    ap.add_argument("--skip", default="", help="comma list of: check,cache,l2,scaling,qlib")
+    args = ap.parse_args(argv)
+    if args.small:
+        args.dates, args.symbols = 500, 200
+        args.qlib_dates, args.qlib_symbols = 500, 50
+    skip = set(filter(None, args.skip.split(",")))
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    print(
+        f"bench_engine: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {os.cpu_count()} cores, "
+        f"{gib(psutil.virtual_memory().total)} RAM ({gib(psutil.virtual_memory().available)} "
+        f"available), load avg {os.getloadavg()[0]:.2f}; timings are wall-clock on a shared "
+        f"machine (noisy)"
+    )
+    print(
+        f"numba kernels compiled/loaded once in a separate process first: "
+        f"{warm_numba():.1f}s (not in any timing below)"
+    )
+
+    factors = {**library.load("alpha101"), **library.load("alpha158")}
+    t0 = time.perf_counter()
+    panel = synthetic(args.symbols, args.dates, seed=0)
+    print(
+        f"synthetic panel {args.dates} dates x {args.symbols} symbols: "
+        f"{len(panel.field_names)} fields + industry, "
+        f"{gib(sum(np.asarray(panel[f]).nbytes for f in panel.field_names))} float64, "
+        f"built in {time.perf_counter() - t0:.1f}s"
+    )
+    budget = psutil.virtual_memory().total
+    print(
+        f"memory budget: client + workers <= {gib(budget * 0.8)} (80% of RAM); "
+        f"each worker's memory_limit {args.worker_memory} (Dask spills at 60%, pauses at 80%)"
+    )
+
+    section_plan(factors, panel, args.block_rows)
+    if "check" not in skip:
+        section_correctness(factors, args.worker_memory)
+
+    mems = {}
+    if "cache" not in skip:
+        p = plan(factors, panel, n_threads=2, block_rows=args.block_rows)
+        cached = sum(x.cached for x in p.nodes.values())
+        l2_bytes = cached * panel.shape[0] * panel.shape[1] * 8
+        use_l2 = "l2" not in skip
+        if use_l2 and l2_bytes > args.l2_max_gib * GIB:
+            mems.update(section_cache(factors, panel, args, None, "full panel, L1 only"))
+            n_l2 = max(20, int(panel.shape[1] * args.l2_max_gib * GIB / l2_bytes))
+            print(
+                f"  (L2 would hold {cached} cached nodes x cells = {gib(l2_bytes)} > "
+                f"--l2-max-gib {args.l2_max_gib}: the Redis runs use {n_l2} symbols)"
+            )
+            sub = synthetic(n_l2, args.dates, seed=0)
+            mems.update(
+                {
+                    f"{k} [L2 panel]": v
+                    for k, v in section_cache(
+                        factors, sub, args, args.redis, "Redis L2 panel"
+                    ).items()
+                }
+            )
+        else:
+            mems.update(
+                section_cache(factors, panel, args, args.redis if use_l2 else None, "full panel")
+            )
+
+    if "scaling" not in skip:
+        n_scale = args.scale_symbols or max(50, args.symbols // 5)
+        section_scaling(factors, synthetic(n_scale, args.dates, seed=0), args)
+
+    if mems:
+        print(f"\n== 5. peak memory (RSS sampled every 0.2 s), budget {gib(budget * 0.8)} total")
+        print(
+            table(
+                [
+                    "run",
+                    "client peak RSS",
+                    "max worker peak RSS",
+                    "peak sum of workers",
+                    "client + workers",
+                ],
+                [
+                    [
+                        k,
+                        gib(m.client_max),
+                        gib(m.worker_max),
+                        gib(m.workers_sum_max),
+                        gib(m.client_max + m.workers_sum_max),
+                    ]
+                    for k, m in mems.items()
+                ],
+            )
+        )
+
+    if "qlib" not in skip:
+        section_qlib(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
