@@ -242,6 +242,30 @@ class Pipeline:
         last = spans["max"].to_numpy(dtype="datetime64[ns]")[None, :]
         return np.where((dates >= first) & (dates <= last), 1.0, np.nan)
 
+    def _compute(
+        self,
+        exprs: dict[str, Expr],
+        window: Panel,
+        h0: int,
+        first: int,
+        rows: int,
+        client: Any,
+        **kw: Any,
+    ) -> ComputeResult:
+        """One history group on the cluster, anchored on the calendar; result kept."""
+        result = compute(
+            exprs,
+            window,
+            client,
+            dialect=self.dialect,
+            settings=self.settings,
+            origin=h0,
+            start_row=first,
+            **{"block_rows": rows, **kw},
+        )
+        self.results.append(result)
+        return result
+
     def run(
         self, start: Any = None, end: Any = None, client: Any = None, **kw: Any
     ) -> pd.DataFrame:
@@ -251,17 +275,7 @@ class Pipeline:
         values: dict[str, np.ndarray] = {}
         symbols: pd.Index | None = None
         for window, h0, first, rows, exprs in self._computations(i0, i1):
-            result = compute(
-                exprs,
-                window,
-                client,
-                dialect=self.dialect,
-                settings=self.settings,
-                origin=h0,
-                start_row=first,
-                **{"block_rows": rows, **kw},
-            )
-            self.results.append(result)
+            result = self._compute(exprs, window, h0, first, rows, client, **kw)
             part = {k: v[i0 - h0 :] for k, v in result.factors.items()}
             if symbols is None:
                 symbols = window.symbols
@@ -305,18 +319,7 @@ class Pipeline:
                 for window, h0, first, rows, exprs in self._computations(i0, i1):
                     top_n = self.top[1] if self.top else 0
                     sink = StoreSink(url, run_id, window.dates, window.symbols, i0 - h0, top_n)
-                    result = compute(
-                        exprs,
-                        window,
-                        client,
-                        dialect=self.dialect,
-                        settings=self.settings,
-                        origin=h0,
-                        start_row=first,
-                        sink=sink,
-                        **{"block_rows": rows, **kw},
-                    )
-                    self.results.append(result)
+                    result = self._compute(exprs, window, h0, first, rows, client, sink=sink, **kw)
                     written += result.rows_written
             except BaseException as exc:
                 st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
