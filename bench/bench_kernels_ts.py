@@ -20,6 +20,12 @@ divides by n (same cost). Semantics differ slightly among peers (NaN handling, d
 the point is the cost of computing the same statistic. The machine may be shared: the load
 average is printed; compare ratios, not absolute numbers.
 
+Windows are 20 (10 for pairs), min_periods = window; ``ts_quantile(20)`` is q = 0.3 (pandas:
+linear interpolation); ``delay(20)``/``delta(20)`` use d = 20 against a numpy shift/difference.
+Kernels without a peer computing the same statistic are not listed: ``ts_mad`` (no rolling
+mean-absolute-deviation in any peer) and ``ts_product`` (numbagg has no ``move_prod``; pandas
+``rolling().apply(np.prod)`` is a Python call per window, not a fair peer).
+
     PYTHONPATH=. python bench/bench_kernels_ts.py [--small] [--repeat 5] [--only mean,max]
 """
 
@@ -37,7 +43,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from engine.kernels import ewm, extreme, rolling, rolling_order, rolling_pair
+from engine.kernels import KERNELS, ewm, extreme, rolling, rolling_order, rolling_pair
 
 # Implementation labels: which are same-input peers, which are for reference only.
 OURS = "ours"
@@ -141,6 +147,33 @@ def _cases(x: np.ndarray, y: np.ndarray, n_long: int, n_slow: int) -> dict[str, 
     def grouped_corr() -> object:
         return long.groupby("symbol")[["x", "y"]].rolling(10).corr()
 
+    def grouped_cov() -> object:
+        return long.groupby("symbol")[["x", "y"]].rolling(10).cov()
+
+    def shift(a: np.ndarray, d: int) -> np.ndarray:
+        out = np.empty_like(a)
+        out[:d] = np.nan
+        out[d:] = a[:-d]
+        return out
+
+    def diff(a: np.ndarray, d: int) -> np.ndarray:
+        out = np.empty_like(a)
+        out[:d] = np.nan
+        np.subtract(a[d:], a[:-d], out=out[d:])
+        return out
+
+    tc = np.arange(20.0) - 9.5  # window positions centred: slope = tc . a / (tc . tc)
+    sxx = float(tc @ tc)
+    wl = np.arange(1.0, 21.0) / 210.0  # linear decay weights, newest heaviest, sum 1
+
+    def slope(a: np.ndarray) -> float:
+        return float(tc @ a) / sxx
+
+    def wma(a: np.ndarray) -> float:
+        return float(wl @ a)
+
+    K = KERNELS
+
     return {
         "ts_mean(20)": {
             OURS: (lambda: rolling.ts_mean(x, 20), cells),
@@ -194,6 +227,86 @@ def _cases(x: np.ndarray, y: np.ndarray, n_long: int, n_slow: int) -> dict[str, 
             LONG: (grouped_corr, n_cells_long),
             **nb_move("move_corr", x, y, xt, yt, window=10),
             **ta(lambda a, b: talib.CORREL(a, b, 10), 2),
+        },
+        "ts_sum(20)": {
+            OURS: (lambda: K["ts_sum"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).sum(), cells),
+            LONG: (lambda: by.rolling(20).sum(), n_cells_long),
+            **bn_move("move_sum", 20),
+            **nb_move("move_sum", x, xt, window=20),
+            **ta(lambda r: talib.SUM(r, 20)),
+        },
+        "ts_var(20)": {
+            OURS: (lambda: K["ts_var"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).var(), cells),
+            LONG: (lambda: by.rolling(20).var(), n_cells_long),
+            **bn_move("move_var", 20, ddof=1),
+            **nb_move("move_var", x, xt, window=20),
+            **ta(lambda r: talib.VAR(r, 20)),
+        },
+        "ts_cov(10)": {
+            OURS: (lambda: K["ts_cov"](x, y, 10, 10), cells),
+            "pandas wide": (lambda: wide.rolling(10).cov(wide_y), cells),
+            LONG: (grouped_cov, n_cells_long),
+            **nb_move("move_cov", x, y, xt, yt, window=10),
+        },
+        "ts_median(20)": {
+            OURS: (lambda: K["ts_median"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).median(), cells),
+            LONG: (lambda: by.rolling(20).median(), n_cells_long),
+            **bn_move("move_median", 20),
+        },
+        "ts_quantile(20)": {
+            OURS: (lambda: K["ts_quantile"](x, 20, 0.3, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).quantile(0.3), cells),
+            LONG: (lambda: by.rolling(20).quantile(0.3), n_cells_long),
+        },
+        "ts_skew(20)": {
+            OURS: (lambda: K["ts_skew"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).skew(), cells),
+            LONG: (lambda: by.rolling(20).skew(), n_cells_long),
+        },
+        "ts_kurt(20)": {
+            OURS: (lambda: K["ts_kurt"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).kurt(), cells),
+            LONG: (lambda: by.rolling(20).kurt(), n_cells_long),
+        },
+        "ts_slope(20)": {
+            OURS: (lambda: K["ts_slope"](x, 20, 20), cells),
+            "pandas wide": (lambda: slow.rolling(20).apply(slope, raw=True), n_cells_slow),
+            LONG: (lambda: by.rolling(20).apply(slope, raw=True), n_cells_long),
+            **ta(lambda r: talib.LINEARREG_SLOPE(r, 20)),
+        },
+        "decay_linear(20)": {
+            OURS: (lambda: K["decay_linear"](x, 20, 20), cells),
+            "pandas wide": (lambda: slow.rolling(20).apply(wma, raw=True), n_cells_slow),
+            LONG: (lambda: by.rolling(20).apply(wma, raw=True), n_cells_long),
+            **ta(lambda r: talib.WMA(r, 20)),
+        },
+        "ts_count(20)": {
+            OURS: (lambda: K["ts_count"](x, 20, 20), cells),
+            "pandas wide": (lambda: wide.rolling(20).count(), cells),
+            LONG: (lambda: by.rolling(20).count(), n_cells_long),
+        },
+        "ts_argmin(20)": {
+            OURS: (lambda: K["ts_argmin"](x, 20, 20), cells),
+            "ours extreme (block)": (lambda: extreme.ts_argmin(x, 20, 20), cells),
+            "pandas wide": (lambda: slow.rolling(20).apply(np.argmin, raw=True), n_cells_slow),
+            LONG: (lambda: by.rolling(20).apply(np.argmin, raw=True), n_cells_long),
+            **bn_move("move_argmin", 20),
+            **ta(lambda r: talib.MININDEX(r, 20)),
+        },
+        "delay(20)": {
+            OURS: (lambda: K["delay"](x, 20), cells),
+            "numpy shift": (lambda: shift(x, 20), cells),
+            "pandas wide": (lambda: wide.shift(20), cells),
+            LONG: (lambda: by.shift(20), n_cells_long),
+        },
+        "delta(20)": {
+            OURS: (lambda: K["delta"](x, 20), cells),
+            "numpy diff": (lambda: diff(x, 20), cells),
+            "pandas wide": (lambda: wide.diff(20), cells),
+            LONG: (lambda: by.diff(20), n_cells_long),
         },
         "ema(alpha=2/21)": {
             OURS: (lambda: ewm.ema(x, alpha), cells),
@@ -258,6 +371,9 @@ def warm(x: np.ndarray, y: np.ndarray) -> None:
         numbagg.move_mean(p, window=5, axis=axis)
         numbagg.move_std(p, window=5, axis=axis)
         numbagg.move_corr(p, q, window=5, axis=axis)
+        numbagg.move_sum(p, window=5, axis=axis)
+        numbagg.move_var(p, window=5, axis=axis)
+        numbagg.move_cov(p, q, window=5, axis=axis)
         numbagg.move_exp_nanmean(p, alpha=0.1, axis=axis)
 
 
