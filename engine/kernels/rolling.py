@@ -92,16 +92,6 @@ _BLOCK = COLUMNS_PER_BLOCK
 
 
 @njit(nogil=True, error_model="numpy")
-def _delay_block(a, d, out, j0, j1):
-    for t in range(a.shape[0]):
-        o = out[t, j0:j1]
-        if t >= d:
-            o[:] = a[t - d, j0:j1]
-        else:
-            o[:] = np.nan
-
-
-@njit(nogil=True, error_model="numpy")
 def _sum_block(a, w, minp, mean, out, j0, j1):
     # The rows are cut into aligned blocks of w (starting at row 0). The window ending at row t
     # is the tail of the previous block plus the head of the current one, so its sum is
@@ -421,14 +411,6 @@ def _moment_value(n, s1, s2, s3, s4, constant, minp, ddof, stat):
 
 
 @njit(parallel=True)
-def _delay(a, d, out):
-    n = a.shape[1]
-    for b in prange((n + _BLOCK - 1) // _BLOCK):
-        _delay_block(a, d, out, b * _BLOCK, min(n, (b + 1) * _BLOCK))
-    return out
-
-
-@njit(parallel=True)
 def _sum(a, w, minp, mean, out):
     n = a.shape[1]
     for b in prange((n + _BLOCK - 1) // _BLOCK):
@@ -467,14 +449,25 @@ def _product(a, w, minp, out):
 
 
 def delay(x: np.ndarray, d: int) -> np.ndarray:
-    """x shifted down by `d` rows (calendar rows); the first `d` rows are NaN."""
-    return call_blocked(_delay, as_panel_array(x, "x"), check_nonnegative_int(d, "d"))
+    """x shifted down by `d` rows (calendar rows); the first `d` rows are NaN.
+
+    A row copy: numpy's memcpy beats any loop, so this one is not a numba kernel."""
+    a = as_panel_array(x, "x")
+    d = check_nonnegative_int(d, "d")
+    out = np.full_like(a, np.nan)
+    if d < len(a):
+        out[d:] = a[: len(a) - d]
+    return out
 
 
 def delta(x: np.ndarray, d: int) -> np.ndarray:
     """x - delay(x, d): NaN when either the current or the lagged value is NaN."""
     a = as_panel_array(x, "x")
-    return a - call_blocked(_delay, a, check_nonnegative_int(d, "d"))
+    d = check_nonnegative_int(d, "d")
+    out = np.full_like(a, np.nan)
+    if d < len(a):
+        np.subtract(a[d:], a[: len(a) - d], out=out[d:])
+    return out
 
 
 def ts_sum(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
