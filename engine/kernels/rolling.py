@@ -454,7 +454,8 @@ def delay(x: np.ndarray, d: int) -> np.ndarray:
     A row copy: numpy's memcpy beats any loop, so this one is not a numba kernel."""
     a = as_panel_array(x, "x")
     d = check_nonnegative_int(d, "d")
-    out = np.full_like(a, np.nan)
+    out = np.empty_like(a)
+    out[: min(d, len(a))] = np.nan
     if d < len(a):
         out[d:] = a[: len(a) - d]
     return out
@@ -464,7 +465,8 @@ def delta(x: np.ndarray, d: int) -> np.ndarray:
     """x - delay(x, d): NaN when either the current or the lagged value is NaN."""
     a = as_panel_array(x, "x")
     d = check_nonnegative_int(d, "d")
-    out = np.full_like(a, np.nan)
+    out = np.empty_like(a)
+    out[: min(d, len(a))] = np.nan
     if d < len(a):
         np.subtract(a[d:], a[: len(a) - d], out=out[d:])
     return out
