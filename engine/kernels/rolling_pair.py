@@ -93,7 +93,7 @@ def _window_sums(x, y, lo, hi, on_time, cu, cv):
 
 
 @njit(nogil=True, error_model="numpy")
-def _resync_block(x, y, lo, hi, j0, on_time, n, cu, cv, su, sv, suu, svv, suv):
+def _resync_block(x, y, lo, hi, j0, jx, on_time, n, cu, cv, su, sv, suu, svv, suv):
     # `_window_means` then `_window_sums` for every column of the block at once (the same
     # arithmetic, so the same bits), reading the window row by row. On the time regressor the
     # shift cu is the integer row `hi - 1` (see `_pair_block`).
@@ -103,7 +103,7 @@ def _resync_block(x, y, lo, hi, j0, on_time, n, cu, cv, su, sv, suu, svv, suv):
         cu[j] = cv[j] = 0.0  # the first complete pair
         su[j] = sv[j] = 0.0  # sums of its differences from it
     for k in range(lo, hi):
-        xr = x[k, j0 : j0 + m]
+        xr = x[k, jx : jx + m]
         yr = y[k, j0 : j0 + m]
         for j in range(m):
             u = xr[j]
@@ -121,7 +121,7 @@ def _resync_block(x, y, lo, hi, j0, on_time, n, cu, cv, su, sv, suu, svv, suv):
         cv[j] = cv[j] + sv[j] / nj if nj > 0.0 else 0.0
         n[j] = su[j] = sv[j] = suu[j] = svv[j] = suv[j] = 0.0
     for k in range(lo, hi):
-        xr = x[k, j0 : j0 + m]
+        xr = x[k, jx : jx + m]
         yr = y[k, j0 : j0 + m]
         for j in range(m):
             u = xr[j]
@@ -138,11 +138,11 @@ def _resync_block(x, y, lo, hi, j0, on_time, n, cu, cv, su, sv, suu, svv, suv):
 
 
 @njit(nogil=True, error_model="numpy")
-def _resync_flagged(x, y, lo, hi, j0, on_time, flag, n, cu, cv, su, sv, suu, svv, suv):
+def _resync_flagged(x, y, lo, hi, j0, jx, on_time, flag, n, cu, cv, su, sv, suu, svv, suv):
     # Recompute the sums of the flagged columns only, each down its (strided) window.
     for j in range(n.shape[0]):
         if flag[j] != 0.0:
-            xc = x[:, j0 + j]
+            xc = x[:, jx + j]
             yc = y[:, j0 + j]
             cu[j], cv[j] = _window_means(xc, yc, lo, hi, on_time)
             if on_time:
@@ -192,6 +192,7 @@ def _pair_block(x, y, w, minp, ddof, stat, on_time, out, j0, j1):
     # with `&`/`|`, not `and`/`or`: short-circuit branches stop LLVM vectorising (1.5x).
     m = j1 - j0
     on_u = not on_time
+    jx = 0 if on_time else j0  # on the time regressor x is a (T, >= m) block of row positions
     n = np.zeros(m)
     cu = np.zeros(m)
     cv = np.zeros(m)
@@ -209,9 +210,9 @@ def _pair_block(x, y, w, minp, ddof, stat, on_time, out, j0, j1):
     tiny2 = _TINY_STD * _TINY_STD
     phase = 0  # rows since the last re-sync of all columns: when 0, i.e. t % w == 0 (no idiv)
     for t in range(x.shape[0]):
-        xr = x[t, j0:j1]
+        xr = x[t, jx : jx + m]
         yr = y[t, j0:j1]
-        for j in range(m):
+        for j in range(m if stat != _COV else 0):  # ts_cov: fused into its output loop
             u = xr[j]
             v = yr[j]
             valid = not (np.isnan(u) | np.isnan(v))
@@ -221,13 +222,13 @@ def _pair_block(x, y, w, minp, ddof, stat, on_time, out, j0, j1):
             last_v[j] = v if valid else last_v[j]
         lo = max(0, t - w + 1)
         if phase == 0:  # shift to the window's means and recompute the sums
-            _resync_block(x, y, lo, t + 1, j0, on_time, n, cu, cv, su, sv, suu, svv, suv)
+            _resync_block(x, y, lo, t + 1, j0, jx, on_time, n, cu, cv, su, sv, suu, svv, suv)
         else:
             # Branch-free (subtracting or adding 0.0 leaves the sums' bits unchanged: they
             # are never -0.0); `flagged` is an int: a float sum would stop vectorisation.
             has_old = t >= w
             ko = max(t - w, 0)
-            xo = x[ko, j0:j1]
+            xo = x[ko, jx : jx + m]
             yo = y[ko, j0:j1]
             flagged = 0
             for j in range(m):
@@ -276,7 +277,7 @@ def _pair_block(x, y, w, minp, ddof, stat, on_time, out, j0, j1):
                 flagged += 1 if resync else 0
             if flagged > 0:
                 _resync_flagged(
-                    x, y, lo, t + 1, j0, on_time, flag, n, cu, cv, su, sv, suu, svv, suv
+                    x, y, lo, t + 1, j0, jx, on_time, flag, n, cu, cv, su, sv, suu, svv, suv
                 )
         phase = phase + 1 if phase + 1 < w else 0
         o = out[t, j0:j1]
@@ -295,6 +296,34 @@ def _pair_block(x, y, w, minp, ddof, stat, on_time, out, j0, j1):
                 ok = ok & (suu_c > tiny2 * nj * mean_u * mean_u) & (suu_c > 0.0)
                 ok = ok & (svv_c > tiny2 * nj * mean_v * mean_v) & (svv_c > 0.0)
                 o[j] = r if ok else np.nan
+        elif stat == _COV:  # branch-free, as _pair_value
+            fddof = float(ddof)
+            for j in range(m):
+                u = xr[j]
+                v = yr[j]
+                valid = not (np.isnan(u) | np.isnan(v))
+                ru = (run_u[j] + 1.0 if u == last_u[j] else 1.0) if valid else run_u[j]
+                last_u[j] = u if valid else last_u[j]
+                rv = (run_v[j] + 1.0 if v == last_v[j] else 1.0) if valid else run_v[j]
+                last_v[j] = v if valid else last_v[j]
+                run_u[j] = ru
+                run_v[j] = rv
+                nj = n[j]
+                suv_c = suv[j] - su[j] * sv[j] * (1.0 / nj)
+                den = nj - fddof
+                const = (ru >= nj) | (rv >= nj)
+                c = 0.0 if const else suv_c / den
+                ok = (nj >= fminp) & (nj != 0.0) & (den > 0.0)
+                o[j] = c if ok else np.nan
+        elif stat == _SLOPE:  # branch-free, as _pair_value
+            for j in range(m):
+                nj = n[j]
+                inv_n = 1.0 / nj
+                suv_c = suv[j] - su[j] * sv[j] * inv_n
+                suu_c = suu[j] - su[j] * su[j] * inv_n
+                c = 0.0 if run_v[j] >= nj else suv_c / suu_c
+                ok = (nj >= fminp) & (nj != 0.0) & (nj >= 2.0)
+                o[j] = c if ok else np.nan
         else:
             for j in range(m):
                 u = xr[j]
@@ -312,6 +341,16 @@ def _pair(x, y, w, minp, ddof, stat, on_time, out):
     n = x.shape[1]
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         _pair_block(x, y, w, minp, ddof, stat, on_time, out, b * _BLOCK, min(n, (b + 1) * _BLOCK))
+    return out
+
+
+@njit(parallel=True)
+def _pair_time(y, rows, w, minp, stat, out):
+    # The regression on time: `rows` holds the row positions in its first columns.
+    n = y.shape[1]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        j0 = b * _BLOCK
+        _pair_block(rows, y, w, minp, 0, stat, True, out, j0, min(n, j0 + _BLOCK))
     return out
 
 
@@ -343,10 +382,11 @@ def ts_corr(x: np.ndarray, y: np.ndarray, w: int, min_periods: int | None = None
 def _on_time(x: np.ndarray, w: int, min_periods: int | None, stat: int) -> np.ndarray:
     a = as_panel_array(x, "x")
     w = check_window(w, "w")
-    # The regressor: each row's position, as a broadcast (stride-0) view: no T x N copy, and a
-    # separate compiled specialisation, so ts_corr's loop has no `on_time` select in it.
-    rows = np.broadcast_to(np.arange(a.shape[0], dtype=np.float64)[:, None], a.shape)
-    return call_blocked(_pair, rows, a, w, check_min_periods(min_periods, w), 0, stat, True)
+    # The regressor: each row's position, in a C-contiguous (T, block) array that every column
+    # block reads from its column 0 (contiguous loads vectorise; a stride-0 view does not).
+    width = max(1, min(a.shape[1], _BLOCK))
+    rows = np.repeat(np.arange(a.shape[0], dtype=np.float64)[:, None], width, axis=1)
+    return call_blocked(_pair_time, a, rows, w, check_min_periods(min_periods, w), stat)
 
 
 def ts_slope(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
