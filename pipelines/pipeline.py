@@ -26,9 +26,10 @@ How a run works:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -311,22 +312,27 @@ class Pipeline:
         i0, i1 = self._rows(start, end)
         dates = self.calendar[i0:i1]
         self.results = []
-        with open_store(url) as st:
-            specs = {k: (repr(e), e.key, self.libraries.get(k)) for k, e in self.factors.items()}
-            run_id = st.start_run(self.name, dates[0], dates[-1], specs)
-            written = 0
-            try:
-                for window, h0, first, rows, exprs in self._computations(i0, i1):
-                    top_n = self.top[1] if self.top else 0
-                    sink = StoreSink(url, run_id, window.dates, window.symbols, i0 - h0, top_n)
-                    result = self._compute(exprs, window, h0, first, rows, client, sink=sink, **kw)
-                    written += result.rows_written
-            except BaseException as exc:
-                st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
-                raise
-            st.finish_run(run_id, "succeeded", written)
+        with open_store(url) as st, self._recorded_run(st, dates) as run:
+            for window, h0, first, rows, exprs in self._computations(i0, i1):
+                top_n = self.top[1] if self.top else 0
+                sink = StoreSink(url, run.id, window.dates, window.symbols, i0 - h0, top_n)
+                result = self._compute(exprs, window, h0, first, rows, client, sink=sink, **kw)
+                run.written += result.rows_written
         self._dates, self._values = dates, None
-        return written
+        return run.written
+
+    @contextlib.contextmanager
+    def _recorded_run(self, st: Any, dates: pd.DatetimeIndex) -> Iterator[_Run]:
+        """A run record around a write: opened with the factor registry, closed
+        ``succeeded`` or ``failed`` with the number of values written."""
+        specs = {k: (repr(e), e.key, self.libraries.get(k)) for k, e in self.factors.items()}
+        run = _Run(st.start_run(self.name, dates[0], dates[-1], specs))
+        try:
+            yield run
+        except BaseException as exc:
+            st.finish_run(run.id, "failed", run.written, error=f"{type(exc).__name__}: {exc}")
+            raise
+        st.finish_run(run.id, "succeeded", run.written)
 
     # -- results ------------------------------------------------------------------------
     @property
@@ -378,19 +384,12 @@ class Pipeline:
         own = store is None or isinstance(store, str)
         st = open_store(store or self.settings.database_url) if own else store
         try:
-            specs = {k: (repr(e), e.key, self.libraries.get(k)) for k, e in self.factors.items()}
-            run_id = st.start_run(self.name, self.dates[0], self.dates[-1], specs)
-            written = 0
-            try:
+            with self._recorded_run(st, self.dates) as run:
                 for b0 in range(0, len(self.dates), block_rows):
                     b1 = min(len(self.dates), b0 + block_rows)
                     block = {k: np.ascontiguousarray(v[b0:b1]) for k, v in values.items()}
-                    written += st.write_block(run_id, block, self.dates[b0:b1], self.symbols)
-            except BaseException as exc:
-                st.finish_run(run_id, "failed", written, error=f"{type(exc).__name__}: {exc}")
-                raise
-            st.finish_run(run_id, "succeeded", written)
-            return written
+                    run.written += st.write_block(run.id, block, self.dates[b0:b1], self.symbols)
+            return run.written
         finally:
             if own:
                 st.close()
@@ -447,6 +446,14 @@ class StoreSink:
         if store is None:
             store = _WORKER_STORES[self.url] = open_store(self.url, migrate=False)
         return store.write_block(self.run_id, block, self.dates[r0:b1], self.symbols)
+
+
+@dataclasses.dataclass
+class _Run:
+    """An open run record: its id and the values written so far."""
+
+    id: int
+    written: int = 0
 
 
 def _with_universe(window: Panel, symbols: pd.Index) -> Panel:
