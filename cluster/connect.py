@@ -19,6 +19,26 @@ log = logging.getLogger(__name__)
 
 _LOCAL: dict[str, Client] = {}
 
+# glibc malloc settings for worker processes, read by glibc when the process starts. Dask sets
+# MALLOC_TRIM_THRESHOLD_=65536 so freed memory returns to the OS; setting any such variable
+# also freezes glibc's mmap threshold at 128 KiB, so every block-sized array (a few hundred
+# KiB to tens of MiB) is a fresh mmap, page-faulted in and zeroed by the kernel, and unmapped
+# again when freed. Measured on Alpha158 over 2000 x 200 (8 blocks, 2 workers): ~500k minor
+# page faults and ~1.2 s of system time per worker per run, block time 3x that of the same
+# run with the settings below (~0 faults). Arrays up to 32 MiB now come from malloc's heap;
+# more than 256 MiB of free memory at a heap's top is still returned to the OS.
+WORKER_MALLOC_ENV = {
+    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+}
+
+
+def worker_environ() -> dict[str, object]:
+    """Dask's pre-spawn environment for worker processes with :data:`WORKER_MALLOC_ENV`."""
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    env.update(WORKER_MALLOC_ENV)
+    return env
+
 
 def connect(address: str | None = None, settings: Settings | None = None) -> Client:
     """Return a client for ``address``; without one, reuse or start the embedded LocalCluster.
@@ -42,17 +62,18 @@ def connect(address: str | None = None, settings: Settings | None = None) -> Cli
     client = _LOCAL.get(key)
     if client is not None and client.status == "running":
         return client
-    cluster = LocalCluster(
-        n_workers=settings.n_workers,
-        threads_per_worker=settings.threads_per_worker,
-        processes=True,
-        memory_limit=settings.worker_memory_limit,
-        dashboard_address=os.environ.get("ALPHAFORGE_DASHBOARD", ":0"),
-        silence_logs=logging.WARNING,
-        # The engine's dashboard page (/alphaforge) and Prometheus metrics: the preload is
-        # imported before the scheduler's dashboard starts (see cluster.dashboard).
-        scheduler_kwargs={"preload": _preloads("cluster.dashboard")},
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        cluster = LocalCluster(
+            n_workers=settings.n_workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            memory_limit=settings.worker_memory_limit,
+            dashboard_address=os.environ.get("ALPHAFORGE_DASHBOARD", ":0"),
+            silence_logs=logging.WARNING,
+            # The engine's dashboard page (/alphaforge) and Prometheus metrics: the preload is
+            # imported before the scheduler's dashboard starts (see cluster.dashboard).
+            scheduler_kwargs={"preload": _preloads("cluster.dashboard")},
+        )
     client = Client(cluster, set_as_default=False)
     log.info(
         "started LocalCluster (%s workers); dashboard at %s (engine page: %s)",

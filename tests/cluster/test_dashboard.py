@@ -243,3 +243,15 @@ def test_external_scheduler_with_the_preload(preloaded_scheduler, panel):
     assert run in runs["run"] and "junk" in runs["run"]
     _, status_page = _get(base + "/status")
     assert re.search(r'href="alphaforge"', status_page)
+
+
+def test_embedded_workers_start_with_the_allocator_settings(local_client):
+    """Worker processes are spawned with WORKER_MALLOC_ENV (glibc reads it at start-up), not
+    only Dask's MALLOC_TRIM_THRESHOLD_=65536 that makes every block array a fresh mmap."""
+    import os
+
+    from cluster.connect import WORKER_MALLOC_ENV
+
+    client, _ = local_client
+    seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+    assert seen and all(env == WORKER_MALLOC_ENV for env in seen.values()), seen
