@@ -1,7 +1,9 @@
 """Elementwise kernels: arithmetic, math functions, comparisons and logic, cell by cell.
 
-Vectorised numpy is as fast as a numba loop for these, so they are plain ufunc calls inside
-one NaN/inf policy, applied the same way by every function here:
+The arithmetic is plain numpy ufuncs (as fast as a numba loop); the policy passes over their
+results (+-inf to NaN, ``mask``) are small numba loops that work in place, where numpy's
+boolean-index assignment costs a temporary mask and a slow scatter. One NaN/inf policy is
+applied the same way by every function here:
 
 * NaN in -> NaN out (for every operand of every op, including comparisons and logic).
 * No infinity ever leaves this module (unless ``ieee=1``): a result of +-inf is mapped to
@@ -37,6 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.kernels._jit import njit
 from engine.kernels._validate import as_panel_array
 
 __all__ = ["KERNELS", "warmup"]
@@ -77,11 +80,34 @@ def _shape(*values: Operand) -> tuple[int, ...]:
     return next(v.shape for v in values if isinstance(v, np.ndarray))
 
 
+@njit(nogil=True, error_model="numpy")
+def _inf_to_nan_inplace(flat):
+    for i in range(flat.size):
+        if np.isinf(flat[i]):
+            flat[i] = np.nan
+
+
+@njit(nogil=True, error_model="numpy")
+def _mask_into(x, m, atol, out):
+    for i in range(out.size):
+        out[i] = x[i] if abs(m[i]) > atol else np.nan  # a NaN m compares False
+
+
 def _finite(out: np.ndarray | float, shape: tuple[int, ...], ieee: int = 0) -> np.ndarray:
-    """Return a fresh float64 array of `shape` with +-inf replaced by NaN (unless `ieee`)."""
-    out = np.array(np.broadcast_to(out, shape), dtype=np.float64)
+    """`out` as a float64 array of `shape` with +-inf replaced by NaN (unless `ieee`).
+
+    `out` must be a result this module owns (a ufunc's fresh output or a scalar): a C-ordered
+    float64 array of `shape` is changed in place, anything else is copied first."""
+    if not (
+        isinstance(out, np.ndarray)
+        and out.dtype == np.float64
+        and out.shape == shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
+        out = np.array(np.broadcast_to(out, shape), dtype=np.float64)
     if not ieee:
-        out[np.isinf(out)] = np.nan
+        _inf_to_nan_inplace(out.reshape(-1))
     return out
 
 
@@ -275,10 +301,17 @@ def mask(x: object, m: object, atol: float = 0.0) -> np.ndarray:
     listed rows; ``mask(corr, std, atol=2e-5)`` is Qlib's ``np.isclose(std, 0, atol=2e-5)``.
     """
     x, m = _operands(x=x, m=m)
-    out = np.array(np.broadcast_to(x, _shape(x, m)), dtype=np.float64)
+    shape = _shape(x, m)
+    if isinstance(x, np.ndarray) and isinstance(m, np.ndarray):
+        out = np.empty(shape, dtype=np.float64)
+        x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+        m = np.ascontiguousarray(m, dtype=np.float64).reshape(-1)
+        _mask_into(x, m, float(atol), out.reshape(-1))
+        return out
+    out = np.array(np.broadcast_to(x, shape), dtype=np.float64)
     with np.errstate(invalid="ignore"):
         drop = ~(np.abs(np.asarray(m, dtype=np.float64)) > atol)
-    out[np.broadcast_to(drop, out.shape)] = np.nan
+    out[np.broadcast_to(drop, shape)] = np.nan
     return out
 
 
@@ -291,7 +324,7 @@ def float32(x: object) -> np.ndarray:
 def inf_to_nan(x: object) -> np.ndarray:
     """x with +-inf replaced by NaN (pandas rolling windows treat +-inf as missing)."""
     (x,) = _operands(x=x)
-    return _finite(x, x.shape)
+    return _finite(np.array(x, dtype=np.float64), x.shape)
 
 
 KERNELS: dict[str, Callable[..., np.ndarray]] = {

@@ -2,16 +2,18 @@
 
 Owns the registry entries of ts_min, ts_max, ts_argmin, ts_argmax (skipping NaN they run in
 `extreme`, van Herk / Gil-Werman, ~3 comparisons per cell), and the O(w)-per-row ones:
-ts_rank (the current value compared with a ring of the last w values;
-an O(log w) order-statistic tree would only pay off for windows in the hundreds),
+ts_rank (the current value compared with a ring of the last w values, branch-free and
+vectorised: measured faster than two binary searches in a sorted window up to w = 60),
 ts_median/ts_quantile (a sorted copy of the window's valid values kept by insertion and
 deletion: O(log w) search plus an O(w) shift), ts_mad (two passes over the window, the
-textbook definition: the mean moves, so every deviation changes). Window/NaN/min_periods
+textbook definition: the mean moves, so every deviation changes). These walk one column at
+a time (a row sweep over column blocks measured no faster for them). Window/NaN/min_periods
 semantics are the shared ones described in `rolling`. All results depend on the window's
 values only, so any start row at least one window back reproduces them bit for bit.
 
 Qlib's IdxMax/IdxMin (``nan_first=1``; ``ts_argmax_listed`` also clips the window to the
-instrument's listed rows) is a plain O(w) scan: numpy's argmax, where a NaN wins.
+instrument's listed rows) keeps a monotonic deque and the window's NaN rows per column (numpy's
+argmax, where a NaN wins), swept row by row over blocks of columns like `rolling`'s kernels.
 
 Conventions: argmax/argmin are 1..w counted from the oldest row of the window (Qlib IdxMax);
 while the window is still shorter than w at the start of the panel, the position counts from
@@ -29,11 +31,15 @@ import numpy as np
 from engine.kernels import extreme
 from engine.kernels._jit import njit, prange
 from engine.kernels._validate import (
+    COLUMNS_PER_BLOCK,
     as_panel_array,
+    call_blocked,
     call_with_output,
     check_min_periods,
     check_window,
 )
+
+_BLOCK = COLUMNS_PER_BLOCK
 
 __all__ = [
     "KERNELS",
@@ -134,33 +140,62 @@ def _mad_1d(a, w, minp, out):
 
 
 @njit(nogil=True, error_model="numpy")
-def _argext_numpy_1d(a, span, use_span, w, minp, is_max, out):
+def _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, j1):
     # Qlib's IdxMax/IdxMin: np.argmax over the raw window (a NaN in it is the answer: numpy's
     # argmax returns the first NaN), the window clipped to its rows where `span` is not NaN
-    # (Qlib's series of an instrument starts at its first row). O(w) per row, window-local.
+    # (Qlib's series of an instrument starts at its first row). Per column, two rings of row
+    # numbers: a monotonic deque of the window's extreme candidates (equal values keep the
+    # oldest in front) and the NaN rows in order, so a row costs O(1) amortised. The window
+    # start s only moves forward (it is the first listed row at or after t-w+1).
+    m = j1 - j0
+    rows = np.empty((m, w), dtype=np.int64)  # deque of candidate rows
+    vals = np.empty((m, w))  # their values
+    head = np.zeros(m, dtype=np.int64)
+    size = np.zeros(m, dtype=np.int64)
+    nans = np.empty((m, w), dtype=np.int64)  # NaN rows of the window, oldest first
+    nhead = np.zeros(m, dtype=np.int64)
+    nsize = np.zeros(m, dtype=np.int64)
+    start = np.zeros(m, dtype=np.int64)
     for t in range(a.shape[0]):
-        s = t - w + 1 if t >= w - 1 else 0
-        if use_span:
-            while s < t and np.isnan(span[s]):
-                s += 1
-        count = 0
-        first_nan = -1
-        best = -1
-        best_v = 0.0
-        for k in range(s, t + 1):
-            v = a[k]
+        lo = t - w + 1 if t >= w - 1 else 0
+        row = a[t]
+        for jj in range(m):
+            j = j0 + jj
+            st = max(start[jj], lo)
+            if use_span:
+                while st < t and np.isnan(span[st, j]):
+                    st += 1
+            start[jj] = st
+            while size[jj] > 0 and rows[jj, head[jj]] < st:
+                head[jj] = head[jj] + 1 if head[jj] + 1 < w else 0
+                size[jj] -= 1
+            while nsize[jj] > 0 and nans[jj, nhead[jj]] < st:
+                nhead[jj] = nhead[jj] + 1 if nhead[jj] + 1 < w else 0
+                nsize[jj] -= 1
+            v = row[j]
             if np.isnan(v):
-                if first_nan < 0:
-                    first_nan = k
+                k = nhead[jj] + nsize[jj]
+                nans[jj, k - w if k >= w else k] = t
+                nsize[jj] += 1
             else:
-                count += 1
-                if best < 0 or ((v > best_v) if is_max else (v < best_v)):
-                    best = k
-                    best_v = v
-        if count >= minp and count > 0:
-            out[t] = (first_nan if first_nan >= 0 else best) - s + 1.0
-        else:
-            out[t] = np.nan
+                while size[jj] > 0:
+                    k = head[jj] + size[jj] - 1
+                    k = k - w if k >= w else k
+                    if (vals[jj, k] < v) if is_max else (vals[jj, k] > v):
+                        size[jj] -= 1
+                    else:
+                        break
+                k = head[jj] + size[jj]
+                k = k - w if k >= w else k
+                rows[jj, k] = t
+                vals[jj, k] = v
+                size[jj] += 1
+            count = t - st + 1 - nsize[jj]
+            if count >= minp and count > 0:
+                pos = nans[jj, nhead[jj]] if nsize[jj] > 0 else rows[jj, head[jj]]
+                out[t, j] = pos - st + 1.0
+            else:
+                out[t, j] = np.nan
 
 
 # --------------------------------------------------------------------- parallel drivers
@@ -168,8 +203,10 @@ def _argext_numpy_1d(a, span, use_span, w, minp, is_max, out):
 
 @njit(parallel=True)
 def _argext_numpy(a, span, use_span, w, minp, is_max, out):
-    for j in prange(a.shape[1]):
-        _argext_numpy_1d(a[:, j], span[:, j], use_span, w, minp, is_max, out[:, j])
+    n = a.shape[1]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        j0 = b * _BLOCK
+        _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, min(n, j0 + _BLOCK))
     return out
 
 
@@ -214,11 +251,11 @@ def _argext(x, span, w, min_periods, nan_first, is_max) -> np.ndarray:
         return fn(x, w, min_periods)
     a, w, minp = _args(x, w, min_periods)
     if span is None:
-        return call_with_output(_argext_numpy, a, a, False, w, minp, is_max)
+        return call_blocked(_argext_numpy, a, a, False, w, minp, is_max)
     span = as_panel_array(span, "listed")
     if span.shape != a.shape:
         raise ValueError(f"x and listed must have the same shape, got {a.shape} and {span.shape}")
-    return call_with_output(_argext_numpy, a, span, True, w, minp, is_max)
+    return call_blocked(_argext_numpy, a, span, True, w, minp, is_max)
 
 
 def ts_argmax(

@@ -251,3 +251,24 @@ def test_qlib_argmax_slices_reproduce_whole_series(w):
         np.testing.assert_array_equal(part[t0 - s :], full[t0:])
         part = rolling_order.ts_argmin(x[s:], w, 2 if w > 1 else 1, nan_first=1)
         np.testing.assert_array_equal(part[t0 - s :], full_nf[t0:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    w=st.integers(1, 12),
+    t=st.integers(1, 40),
+    find_max=st.booleans(),
+)
+def test_qlib_argext_deque_matches_a_scan(seed, w, t, find_max):
+    """The monotonic-deque kernel equals numpy's argmax window by window, for any listing
+    pattern: listings, delistings, relistings and halts anywhere, values outside the listing
+    included, ties and +-inf."""
+    rng = np.random.default_rng(seed)
+    x = rng.choice([-np.inf, -1.0, 0.0, 0.5, 1.0, 2.0, np.inf, np.nan], size=(t, 4))
+    listed = np.where(rng.random((t, 4)) < 0.3, np.nan, 1.0)
+    which = "ts_argmax" if find_max else "ts_argmin"
+    got = rolling_order.KERNELS[which + "_listed"](x, listed, w, 1)
+    np.testing.assert_array_equal(got, _qlib_idx(x, listed, w, find_max))
+    got = rolling_order.KERNELS[which](x, w, 1, nan_first=1)
+    np.testing.assert_array_equal(got, _qlib_idx(x, None, w, find_max))
