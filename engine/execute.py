@@ -43,6 +43,8 @@ from engine.errors import PlanError
 from engine.evaluate import as_expressions, group_level
 from engine.kernels import BLOCK_ALIGNED
 from engine.plan import UNBOUNDED, Plan
+from engine.shared_output import SharedOutput
+from engine.shared_output import create as create_shared_output
 from factors.expr import Call, Const, Expr, Field
 
 log = logging.getLogger(__name__)
@@ -158,11 +160,13 @@ def run_block(
     cache: CacheConfig,
     numba_threads: int = 0,
     sink: Callable[[int, int, dict[str, np.ndarray]], int] | None = None,
+    shared: SharedOutput | None = None,
 ) -> BlockResult:
     """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker).
 
     ``data`` holds the rows from the block's halo to ``b1``, or is the list of grid chunks
-    that cover them."""
+    that cover them. The values go to ``sink`` if given, else into the ``shared`` result file
+    if this worker can see it, else back to the client in the result."""
     from engine.kernels import KERNELS
 
     if isinstance(data, list):
@@ -294,13 +298,16 @@ def run_block(
     values: dict[str, np.ndarray] = {}
     for name, key in plan.outputs.items():
         start, arr = materialize(key)
-        values[name] = np.array(arr[b0 - start :], dtype=np.float64, copy=True)
+        # a view of the node's block rows (no copy: nothing writes to a computed node)
+        values[name] = np.ascontiguousarray(arr[b0 - start :], dtype=np.float64)
         remaining[key] -= 1
         if remaining[key] <= 0:
             memo.pop(key, None)
     sink_rows = 0
     if sink is not None:
         sink_rows = int(sink(b0, b1, values))
+    elif shared is not None and shared.write(b0, b1, values):
+        values = None
     try:
         from distributed import get_worker
 
@@ -573,6 +580,7 @@ def compute(
     replicas: int = 2,
     origin: int = 0,
     start_row: int = 0,
+    shared_memory: bool = True,
 ) -> ComputeResult:
     """Compute ``factors`` over ``panel`` on a Dask cluster; equals ``engine.evaluate``.
 
@@ -585,7 +593,9 @@ def compute(
     restart rows of running-sum kernels are anchored to that calendar, so a window computed
     with enough history gives the same bits as the whole history, and shares cache entries.
     Rows before ``start_row`` are history only: they are read as halo, not computed (NaN in
-    the result).
+    the result). With ``shared_memory`` (and no sink), workers on this host write the results
+    into one shared-memory file the result arrays map (``engine.shared_output``) instead of
+    sending them over the network.
     """
     from cluster.config import load_settings
     from cluster.connect import connect
@@ -658,51 +668,68 @@ def compute(
         [future] = client.scatter([piece], hash=False, workers=where)
         chunks.append((c0, c1, future, where))
     data_futures = [c[2] for c in chunks]
-    futures = []
-    for b0, b1 in the_plan.blocks:
-        s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
-        data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
-        preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
-        d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
-        futures.append(
-            client.submit(
-                run_block,
-                plan_future,
-                data_future,
-                b0,
-                b1,
-                digests,
-                cache_cfg,
-                numba_threads,
-                sink,
-                key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
-                retries=retries,
-                pure=False,
-                workers=preferred,
-                allow_other_workers=True,
-            )
-        )
-
-    # Two copies of every input slice, so losing one worker loses no data and Dask can rerun
-    # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed).
-    if n_workers > 1 and replicas > 1:
-        client.replicate(data_futures + [plan_future], n=min(replicas, n_workers))
-
-    from distributed import as_completed
-
-    out = {name: np.full((t, n), np.nan) for name in the_plan.outputs} if sink is None else {}
-    stats = CacheStats()
-    computed = 0
-    block_seconds: list[float] = []
-    node_seconds: dict[str, float] = {}
-    messages: list[str] = []
-    rows_written = 0
+    shared, out = None, {}
+    if sink is None:
+        made = create_shared_output(list(the_plan.outputs), t, n) if shared_memory else None
+        if made is not None:
+            shared, out = made
+            first = min((b0 for b0, _ in the_plan.blocks), default=t)
+            if first and not shared.write(
+                0, first, dict.fromkeys(out, np.full((first, n), np.nan))
+            ):
+                shared.unlink()  # rows no block writes (history before start_row)
+                shared, made = None, None
+        if made is None:
+            out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
+    futures: list[Any] = []
     try:
+        for b0, b1 in the_plan.blocks:
+            s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
+            data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
+            preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
+            d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
+            futures.append(
+                client.submit(
+                    run_block,
+                    plan_future,
+                    data_future,
+                    b0,
+                    b1,
+                    digests,
+                    cache_cfg,
+                    numba_threads,
+                    sink,
+                    shared,
+                    key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
+                    retries=retries,
+                    pure=False,
+                    workers=preferred,
+                    allow_other_workers=True,
+                )
+            )
+
+        # Two copies of every input slice, so losing one worker loses no data and Dask can rerun
+        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed).
+        if n_workers > 1 and replicas > 1:
+            client.replicate(data_futures + [plan_future], n=min(replicas, n_workers))
+
+        from distributed import as_completed
+
+        stats = CacheStats()
+        computed = 0
+        block_seconds: list[float] = []
+        node_seconds: dict[str, float] = {}
+        messages: list[str] = []
+        rows_written = 0
+        unwritten: list[BlockResult] = []
         for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
             res: BlockResult = fut.result()
             if res.values is not None:
-                for name, arr in res.values.items():
-                    out[name][res.b0 : res.b1] = arr
+                if shared is None:
+                    for name, arr in res.values.items():
+                        out[name][res.b0 : res.b1] = arr
+                elif not shared.write(res.b0, res.b1, res.values):
+                    unwritten.append(res)  # the tmpfs is full: see below
             stats = stats + res.stats
             computed += res.computed
             rows_written += res.sink_rows
@@ -718,6 +745,17 @@ def compute(
     except BaseException:
         client.cancel(futures)
         raise
+    finally:
+        if shared is not None:
+            shared.unlink()
+    if unwritten:
+        # Every other block is in the file by now (a worker writes before it returns): move
+        # the result to private memory and add the blocks the file had no room for.
+        log.warning("shared-memory result file full: %d block(s) kept in memory", len(unwritten))
+        out = {name: np.array(arr) for name, arr in out.items()}
+        for res in unwritten:
+            for name, arr in res.values.items():
+                out[name][res.b0 : res.b1] = arr
     for w in messages:
         warnings.warn(w, RuntimeWarning, stacklevel=2)
     result = ComputeResult(

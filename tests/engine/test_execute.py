@@ -152,3 +152,68 @@ def test_window_with_origin_equals_whole_history_bit_for_bit(dask_client, small_
     for name in factors:
         np.testing.assert_array_equal(result[name][first_exact:], whole[name][h0 + first_exact :])
     assert [b for b in result.plan.blocks][:2] == [(0, 11), (11, 27)]  # grid anchored at 0
+
+
+def test_results_through_shared_memory_or_the_network_are_identical(dask_client, small_panel):
+    """Workers on this host write into the client's shared-memory result file (no values in
+    the task results), the file is gone after the run, and the network path (shared memory
+    off, or a worker that cannot see the file) gives the same bits."""
+    from pathlib import Path
+
+    from engine import shared_output
+
+    class Returned:
+        """Records whether each block task sent its values back."""
+
+        def __init__(self):
+            self.sent: list[bool] = []
+
+        def on_plan(self, plan):
+            pass
+
+        def on_block(self, result, done, total):
+            self.sent.append(result.values is not None)
+
+        def on_finish(self, result):
+            pass
+
+    before = set(Path("/dev/shm").glob("alphaforge-*"))
+    shm, net = Returned(), Returned()
+    via_shm = compute(
+        MIXED, small_panel, client=dask_client, block_rows=16, progress=False, hooks=[shm]
+    )
+    assert set(Path("/dev/shm").glob("alphaforge-*")) == before, "result file not removed"
+    via_net = compute(
+        MIXED,
+        small_panel,
+        client=dask_client,
+        block_rows=16,
+        progress=False,
+        shared_memory=False,
+        hooks=[net],
+    )
+    assert len(shm.sent) >= 2 and not any(shm.sent), "blocks should write to shared memory"
+    assert len(net.sent) == len(shm.sent) and all(net.sent)
+    for name in MIXED:
+        np.testing.assert_array_equal(via_shm[name], via_net[name], err_msg=name)
+    assert_same(via_shm.factors, evaluate(MIXED, small_panel))
+
+    made = shared_output.create(["a", "b"], 4, 3)
+    assert made is not None
+    spec, arrays = made
+    spec.unlink()  # as seen from another host: the file does not exist there
+    assert not spec.write(0, 2, {"a": np.ones((2, 3)), "b": np.ones((2, 3))})
+    assert arrays["a"].shape == (4, 3)
+
+
+def test_shared_output_rows_land_in_the_client_arrays(tmp_path):
+    from engine import shared_output
+
+    spec, arrays = shared_output.create(["x", "y"], 5, 2, directory=tmp_path)
+    assert spec.write(1, 3, {"x": np.full((2, 2), 7.0), "y": np.arange(4.0).reshape(2, 2)})
+    np.testing.assert_array_equal(arrays["x"][1:3], 7.0)
+    np.testing.assert_array_equal(arrays["y"][1:3], [[0.0, 1.0], [2.0, 3.0]])
+    np.testing.assert_array_equal(arrays["x"][0], 0.0)
+    spec.unlink()
+    np.testing.assert_array_equal(arrays["x"][1:3], 7.0)  # the mapping outlives the file
+    assert shared_output.create(["x"], 5, 2, directory=tmp_path / "missing") is None
