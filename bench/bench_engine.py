@@ -118,17 +118,21 @@ class Cluster:
         n_workers: int,
         memory_limit: str,
         numba_threads: int | None = None,
-        malloc_trim: bool = True,
+        dask_malloc: bool = False,
     ):
         import dask
         from distributed import Client, LocalCluster
 
+        from cluster.connect import worker_environ
+
         env = {"NUMBA_NUM_THREADS": str(numba_threads)} if numba_threads else {}
+        # alphaforge's worker environment (cluster.connect.WORKER_MALLOC_ENV), or Dask's own
+        # default (MALLOC_TRIM_THRESHOLD_=65536 only) for comparison
         pre = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-        if not malloc_trim:  # Dask's default MALLOC_TRIM_THRESHOLD_=65536 for worker processes
-            pre.pop("MALLOC_TRIM_THRESHOLD_", None)
-            # the Nanny writes pre-spawn-environ into this process's os.environ: undo it
-            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+        if not dask_malloc:
+            pre = worker_environ()
+        for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):
+            os.environ.pop(k, None)  # the Nanny also writes pre-spawn-environ into this process
         with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}):
             self.cluster = LocalCluster(
                 n_workers=n_workers,
@@ -196,6 +200,7 @@ def run(
     cache=True,
     sink=None,
     replicas=2,
+    shared_memory=True,
 ):
     """One timed ``engine.compute`` on ``cl``: (result, wall s, cpu s, memory sampler)."""
     settings = load_settings(cache_namespace=namespace, progress=False)
@@ -214,6 +219,7 @@ def run(
             progress=False,
             sink=sink,
             replicas=replicas,
+            shared_memory=shared_memory,
         )
         wall = time.perf_counter() - t0
     cpu = cl.cpu_seconds() + sum(psutil.Process().cpu_times()[:2]) - cpu0
@@ -580,11 +586,21 @@ def section_qlib(args) -> None:
             block_rows=None,
             redis_url=None,
         )
+        res_n, wall_n, cpu_n, _ = run(
+            alpha158,
+            panel,
+            cl,
+            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
+            block_rows=None,
+            redis_url=None,
+            shared_memory=False,
+        )
     finally:
         cl.close()
-    cl = Cluster(2, args.worker_memory, malloc_trim=False)
+    cl = Cluster(2, args.worker_memory, dask_malloc=True)
     try:
-        trim = set(cl.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
+        trim = cl.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        trim = ",".join(sorted({str(v) for v in trim.values()}))
         cl.client.run(_preload_kernels)
         res_m, wall_m, cpu_m, _ = run(
             alpha158,
@@ -633,12 +649,21 @@ def section_qlib(args) -> None:
                     "before timing; caches empty",
                 ],
                 [
-                    "alphaforge, cold caches, no trim",
+                    "alphaforge, cold caches, network",
+                    f"{wall_n:.2f}",
+                    f"{cpu_n:.1f}",
+                    rate(cells, wall_n),
+                    f"{cpu_n / (cells / 1e6):.3f}",
+                    "same cluster, results sent back through Dask (shared_memory=False)",
+                ],
+                [
+                    "alphaforge, cold caches, Dask malloc",
                     f"{wall_m:.2f}",
                     f"{cpu_m:.1f}",
                     rate(cells, wall_m),
                     f"{cpu_m / (cells / 1e6):.3f}",
-                    f"as above, workers without Dask's MALLOC_TRIM_THRESHOLD_=65536 (now {trim})",
+                    f"workers with Dask's default environment (MALLOC_TRIM_THRESHOLD_={trim} "
+                    "only), not cluster.connect.WORKER_MALLOC_ENV",
                 ],
                 [
                     "alphaforge engine.evaluate",
@@ -658,15 +683,18 @@ def section_qlib(args) -> None:
         f"(bar: >= 20x)"
     )
     print(
-        f"  without MALLOC_TRIM_THRESHOLD_: wall {info['wall_s'] / wall_m:.1f}x, CPU "
+        f"  results over the network: wall {info['wall_s'] / wall_n:.1f}x; Dask's malloc "
+        f"settings: wall {info['wall_s'] / wall_m:.1f}x, CPU "
         f"{info['cpu_s'] / max(cpu_m, 1e-9):.1f}x; single-process evaluate: wall "
         f"{info['wall_s'] / wall_e:.1f}x, CPU {info['cpu_s'] / max(cpu_e, 1e-9):.1f}x"
     )
     same = all(
-        np.array_equal(res[k], r[k], equal_nan=True) for r in (res_p, res_m) for k in alpha158
+        np.array_equal(res[k], r[k], equal_nan=True)
+        for r in (res_p, res_n, res_m)
+        for k in alpha158
     ) and all(np.allclose(res[k], ref[k], rtol=1e-12, atol=0, equal_nan=True) for k in alpha158)
     print(
-        f"  the three compute runs agree bit for bit, and equal evaluate (rtol 1e-12): "
+        f"  the four compute runs agree bit for bit, and equal evaluate (rtol 1e-12): "
         f"{'yes' if same else 'NO'}"
     )
     # cells whose 61-row window (the longest Alpha158 window + 1) has every bar of the stock

@@ -149,12 +149,20 @@ class CacheStats:
         )
 
 
+def _held_bytes(values: np.ndarray) -> int:
+    """Bytes of the buffer ``values`` keeps alive (a view holds its whole base)."""
+    base = values
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    return max(values.nbytes, base.nbytes if base.base is None else values.nbytes)
+
+
 class MemoryLRU:
     """A thread-safe LRU of arrays bounded by total bytes; arrays are kept read-only."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
-        self._data: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[np.ndarray, float, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -168,24 +176,32 @@ class MemoryLRU:
     def get(self, key: str) -> tuple[np.ndarray, float] | None:
         with self._lock:
             item = self._data.get(key)
-            if item is not None:
-                self._data.move_to_end(key)
-            return item
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0], item[1]
 
     def put(self, key: str, values: np.ndarray, compute_s: float) -> None:
-        if values.nbytes > self.max_bytes:
-            return
-        values = np.array(values, dtype=np.float64, copy=True)
+        """Keep ``values``: a C-ordered float64 array is kept as a read-only view, not copied
+        (the executor never writes to a node's block once computed), so its size counts the
+        whole buffer it keeps alive; anything else is copied."""
+        if values.dtype == np.float64 and values.flags.c_contiguous:
+            values = values.view()
+        else:
+            values = np.array(values, dtype=np.float64, copy=True)
         values.flags.writeable = False
+        size = _held_bytes(values)
+        if size > self.max_bytes:
+            return
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old[0].nbytes
-            self._data[key] = (values, compute_s)
-            self._bytes += values.nbytes
+                self._bytes -= old[2]
+            self._data[key] = (values, compute_s, size)
+            self._bytes += size
             while self._bytes > self.max_bytes and self._data:
-                _, (evicted, _) = self._data.popitem(last=False)
-                self._bytes -= evicted.nbytes
+                _, (_, _, evicted) = self._data.popitem(last=False)
+                self._bytes -= evicted
 
     def clear(self) -> None:
         with self._lock:
