@@ -87,19 +87,40 @@ def _rank_1d(a, w, minp, out):
 
 @njit(nogil=True, error_model="numpy")
 def _quantile_1d(a, w, minp, q, out):
-    # `buf[:n]` holds the valid values of the window in sorted order.
+    # `buf[:n]` holds the valid values of the window in sorted order. A leaving value is
+    # found by binary search (the first of its equals) and removed, an entering one goes after
+    # its equals; when both happen on a row, one shift between the two positions does both.
     buf = np.empty(w, dtype=np.float64)
     n = 0
     for t in range(a.shape[0]):
-        if t >= w:
-            old = a[t - w]
-            if not np.isnan(old):
-                i = np.searchsorted(buf[:n], old)
+        v = a[t]
+        old = a[t - w] if t >= w else np.nan
+        if not np.isnan(old):
+            lo, hi = 0, n  # first position with buf[i] >= old
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if buf[mid] < old:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo
+            if np.isnan(v):
                 for k in range(i, n - 1):
                     buf[k] = buf[k + 1]
                 n -= 1
-        v = a[t]
-        if not np.isnan(v):
+            elif v >= old:  # the slots i+1.. holding values <= v move left by one
+                k = i + 1
+                while k < n and buf[k] <= v:
+                    buf[k - 1] = buf[k]
+                    k += 1
+                buf[k - 1] = v
+            else:  # v < old <= buf[i+1:]: the slots ..i-1 holding values > v move right
+                k = i - 1
+                while k >= 0 and buf[k] > v:
+                    buf[k + 1] = buf[k]
+                    k -= 1
+                buf[k + 1] = v
+        elif not np.isnan(v):
             i = n
             while i > 0 and buf[i - 1] > v:
                 buf[i] = buf[i - 1]
