@@ -654,7 +654,13 @@ def compute(
     # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
     # input row once per replica however large the halo.
     chunk_bounds = Plan._grid(t, the_plan.block_rows, the_plan.origin)
-    chunks = []
+    # Grid block g prefers the same worker in every run, so its memory cache (L1) is found
+    # again (Dask may still move work elsewhere to balance load); its input chunk is also held
+    # by the next `replicas - 1` workers, so losing one worker loses no data and Dask can rerun
+    # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed). One
+    # scatter per set of holders sends each chunk straight to all of them.
+    holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
+    copies = max(1, min(replicas, n_workers, len(addresses)))
     for c0, c1 in chunk_bounds:
         piece = BlockData(
             row0=c0,
@@ -662,12 +668,17 @@ def compute(
             groups={g: panel.groups[g][c0:c1] for g in groups},
             n_symbols=n,
         )
-        # Grid block g prefers the same worker in every run, so its memory cache (L1) is
-        # found again; Dask may still move work elsewhere to balance load.
-        where = [addresses[((the_plan.origin + c0) // the_plan.block_rows) % len(addresses)]]
-        [future] = client.scatter([piece], hash=False, workers=where)
-        chunks.append((c0, c1, future, where))
-    data_futures = [c[2] for c in chunks]
+        g = (the_plan.origin + c0) // the_plan.block_rows
+        holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
+        holders_of.setdefault(holders, []).append((c0, c1, piece))
+    chunks = []
+    for holders, pieces in holders_of.items():
+        futures_ = client.scatter(
+            [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
+        )
+        for (c0, c1, _), future in zip(pieces, futures_):
+            chunks.append((c0, c1, future, [holders[0]]))
+    chunks.sort(key=lambda c: c[0])
     shared, out = None, {}
     if sink is None:
         made = create_shared_output(list(the_plan.outputs), t, n) if shared_memory else None
@@ -707,11 +718,6 @@ def compute(
                     allow_other_workers=True,
                 )
             )
-
-        # Two copies of every input slice, so losing one worker loses no data and Dask can rerun
-        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed).
-        if n_workers > 1 and replicas > 1:
-            client.replicate(data_futures + [plan_future], n=min(replicas, n_workers))
 
         from distributed import as_completed
 
