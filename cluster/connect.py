@@ -72,7 +72,11 @@ def connect(address: str | None = None, settings: Settings | None = None) -> Cli
             silence_logs=logging.WARNING,
             # The engine's dashboard page (/alphaforge) and Prometheus metrics: the preload is
             # imported before the scheduler's dashboard starts (see cluster.dashboard).
-            scheduler_kwargs={"preload": _preloads("cluster.dashboard")},
+            scheduler_kwargs={
+                "preload": _preloads("distributed.scheduler.preload", "cluster.dashboard")
+            },
+            # workers start loading the numba kernels at once (see cluster.worker)
+            preload=_preloads("distributed.worker.preload", "cluster.worker"),
         )
     client = Client(cluster, set_as_default=False)
     log.info(
@@ -85,9 +89,10 @@ def connect(address: str | None = None, settings: Settings | None = None) -> Cli
     return client
 
 
-def _preloads(*extra: str) -> list[str]:
-    """The configured scheduler preloads (``distributed.scheduler.preload``) plus ``extra``."""
-    configured = dask.config.get("distributed.scheduler.preload", []) or []
+def _preloads(config_key: str, *extra: str) -> list[str]:
+    """The preloads configured under ``config_key`` (e.g. ``distributed.scheduler.preload``)
+    plus ``extra``."""
+    configured = dask.config.get(config_key, []) or []
     configured = [configured] if isinstance(configured, str) else list(configured)
     return configured + [p for p in extra if p not in configured]
 

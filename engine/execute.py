@@ -151,6 +151,15 @@ def _warm_once() -> None:
             _WARMED = True
 
 
+def warm_in_background() -> threading.Thread:
+    """Start loading the kernels in a daemon thread (a worker calls this when it starts, see
+    ``cluster.worker``): the worker takes tasks at once, and the first block task waits only
+    for what is left of the load."""
+    thread = threading.Thread(target=_warm_once, name="alphaforge-kernel-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
 def run_block(
     plan: Plan,
     data: BlockData | list[BlockData],

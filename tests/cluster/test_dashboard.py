@@ -255,3 +255,21 @@ def test_embedded_workers_start_with_the_allocator_settings(local_client):
     client, _ = local_client
     seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
     assert seen and all(env == WORKER_MALLOC_ENV for env in seen.values()), seen
+
+
+def test_embedded_workers_load_the_kernels_from_start_up(local_client):
+    """The worker preload (cluster.worker) loads the kernels in a background thread before any
+    task asks for them."""
+    client, _ = local_client
+    preloads = client.run(lambda dask_worker: [p.name for p in dask_worker.preloads])
+    assert preloads and all("cluster.worker" in names for names in preloads.values()), preloads
+
+    def warmed() -> bool:
+        import engine.execute
+
+        return engine.execute._WARMED
+
+    deadline = time.monotonic() + 120
+    while not all(client.run(warmed).values()):
+        assert time.monotonic() < deadline, "kernels not loaded two minutes after start-up"
+        time.sleep(0.2)
