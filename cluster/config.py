@@ -39,7 +39,7 @@ class Settings:
     retries: int = 2
     block_rows: int | None = None
     task_memory_bytes: int | None = None  # None: 40% of a worker's memory per thread
-    l1_cache_bytes: int = 1 << 30
+    l1_cache_bytes: int | None = None  # None: 20% of a worker's memory limit
     redis_ttl_seconds: int = 7 * 24 * 3600
     redis_timeout_seconds: float = 2.0
     cache_namespace: str = "alphaforge"

@@ -162,7 +162,9 @@ class MemoryLRU:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
-        self._data: OrderedDict[str, tuple[np.ndarray, float, int]] = OrderedDict()
+        # key -> (values, compute seconds, bytes held, run that stored it)
+        self._data: OrderedDict[str, tuple[np.ndarray, float, int, str]] = OrderedDict()
+        self.refused = 0  # entries not admitted because the cache held only their run's
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -173,18 +175,30 @@ class MemoryLRU:
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: str) -> tuple[np.ndarray, float] | None:
+    def get(self, key: str, run: str = "") -> tuple[np.ndarray, float] | None:
+        """The entry (values, compute seconds) or None; a hit by ``run`` makes the entry that
+        run's own (see :meth:`put`)."""
         with self._lock:
             item = self._data.get(key)
             if item is None:
                 return None
             self._data.move_to_end(key)
+            if run and item[3] != run:
+                self._data[key] = (*item[:3], run)
             return item[0], item[1]
 
-    def put(self, key: str, values: np.ndarray, compute_s: float) -> None:
+    def put(self, key: str, values: np.ndarray, compute_s: float, run: str = "") -> None:
         """Keep ``values``: a C-ordered float64 array is kept as a read-only view, not copied
         (the executor never writes to a node's block once computed), so its size counts the
-        whole buffer it keeps alive; anything else is copied."""
+        whole buffer it keeps alive; anything else is copied.
+
+        Room is made by evicting the least recently used entries of *other* runs only; once
+        the cache holds nothing but entries of ``run`` (stored or hit by it), new ones are not
+        admitted. A run whose cacheable values exceed the cache (a full panel: tens of GiB)
+        scans through them in order, and plain LRU would evict every entry before its next
+        use (no hits at all the next time); this way every repeat of the run hits a
+        cache-full of them, and entries no run uses any more (old data) still age out.
+        ``run=""`` entries are always evictable."""
         if values.dtype == np.float64 and values.flags.c_contiguous:
             values = values.view()
         else:
@@ -197,11 +211,19 @@ class MemoryLRU:
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
-            self._data[key] = (values, compute_s, size)
+            if self._bytes + size > self.max_bytes:
+                for k in list(self._data):  # least recently used first
+                    if self._bytes + size <= self.max_bytes:
+                        break
+                    if run and self._data[k][3] == run:
+                        self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
+                    else:
+                        self._bytes -= self._data.pop(k)[2]
+            if self._bytes + size > self.max_bytes:
+                self.refused += 1
+                return
+            self._data[key] = (values, compute_s, size, run)
             self._bytes += size
-            while self._bytes > self.max_bytes and self._data:
-                _, (_, _, evicted) = self._data.popitem(last=False)
-                self._bytes -= evicted
 
     def clear(self) -> None:
         with self._lock:
@@ -277,15 +299,16 @@ def process_l2(url: str, ttl: int, timeout: float) -> RedisStore:
 class TieredCache:
     """L1 then L2 lookups for one block task, counting what happened in ``stats``."""
 
-    def __init__(self, l1: MemoryLRU | None, l2: RedisStore | None):
+    def __init__(self, l1: MemoryLRU | None, l2: RedisStore | None, run: str = ""):
         self.l1 = l1
         self.l2 = l2
+        self.run = run
         self.stats = CacheStats()
         self.warnings: list[str] = []
 
     def get(self, key: str) -> np.ndarray | None:
         if self.l1 is not None:
-            item = self.l1.get(key)
+            item = self.l1.get(key, self.run)
             if item is not None:
                 self.stats.l1_hits += 1
                 self.stats.l1_bytes += item[0].nbytes
@@ -307,7 +330,7 @@ class TieredCache:
                     self.stats.l2_bytes += len(blob)
                     self.stats.l2_saved_s += compute_s
                     if self.l1 is not None:
-                        self.l1.put(key, values, compute_s)
+                        self.l1.put(key, values, compute_s, self.run)
                     return values
         self.stats.misses += 1
         return None
@@ -315,7 +338,7 @@ class TieredCache:
     def put(self, key: str, values: np.ndarray, compute_s: float) -> None:
         self.stats.stored += 1
         if self.l1 is not None:
-            self.l1.put(key, values, compute_s)
+            self.l1.put(key, values, compute_s, self.run)
         if self.l2 is not None and self.l2.available:
             if not self.l2.put(key, encode(values, compute_s)):
                 self._note_l2_down()

@@ -96,6 +96,7 @@ class CacheConfig:
     redis_ttl: int = 7 * 24 * 3600
     redis_timeout: float = 2.0
     enabled: bool = True
+    run: str = ""  # the run's token: L1 never evicts a run's own entries for it
 
 
 @dataclasses.dataclass
@@ -192,6 +193,7 @@ def run_block(
         process_l2(cache.redis_url, cache.redis_ttl, cache.redis_timeout)
         if cache.enabled and cache.redis_url
         else None,
+        run=cache.run,
     )
     block_rows = plan.block_rows
     n_sym = data.n_symbols
@@ -534,6 +536,14 @@ def _task_budget(client: Any, share: float = 0.4) -> int:
     return int(share * min(limits)) if limits else 1 << 30
 
 
+def _l1_budget(client: Any, share: float = 0.2) -> int:
+    """Bytes of each worker's memory cache: ``share`` of the smallest worker's memory limit
+    (at least 256 MiB; 1 GiB when the workers have no limit)."""
+    info = client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = [w["memory_limit"] for w in info if w.get("memory_limit")]
+    return max(256 << 20, int(share * min(limits))) if limits else 1 << 30
+
+
 def _cluster_threads(client: Any) -> tuple[int, int, int]:
     """(workers, total worker threads, numba threads per task) from the scheduler's view."""
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -651,11 +661,12 @@ def compute(
     digests = row_digests(panel, used)
     cache_cfg = CacheConfig(
         namespace=settings.cache_namespace,
-        l1_bytes=settings.l1_cache_bytes,
+        l1_bytes=settings.l1_cache_bytes or _l1_budget(client),
         redis_url=redis_url,
         redis_ttl=settings.redis_ttl_seconds,
         redis_timeout=settings.redis_timeout_seconds,
         enabled=cache,
+        run=token,
     )
     [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
     addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])

@@ -71,6 +71,43 @@ def test_lru_is_bounded_in_bytes_and_evicts_oldest():
     assert not hit.flags.writeable
 
 
+def test_lru_keeps_a_runs_own_entries_so_a_too_long_scan_still_hits_next_time():
+    """A run that stores more than the cache holds keeps its first cache-full (plain LRU would
+    keep its last, which the next run in the same order evicts before reaching them, so no
+    run would ever hit); every repeat hits those; views of a larger buffer count the whole
+    buffer."""
+    block = np.zeros((10, 10))  # 800 bytes
+    lru = MemoryLRU(max_bytes=3 * 800)
+    for i in range(6):
+        lru.put(f"k{i}", block + i, 0.0, run="r1")
+    assert [k for k in ("k0", "k1", "k2", "k3", "k4", "k5") if lru.get(k)] == ["k0", "k1", "k2"]
+    assert lru.refused == 3 and lru.nbytes == 3 * 800
+    # every repeat in the same order hits k0..k2 (a hit makes the entry the new run's own)
+    # and does not admit k3..k5
+    for run in ("r2", "r3"):
+        hits = 0
+        for i in range(6):
+            if lru.get(f"k{i}", run) is not None:
+                hits += 1
+            else:
+                lru.put(f"k{i}", block + i, 0.0, run=run)
+        assert hits == 3 and len(lru) == 3 and lru.nbytes <= 3 * 800
+    # a run with other keys (new data) replaces entries no run has used since
+    for i in range(3):
+        lru.put(f"n{i}", block + i, 0.0, run="r4")
+    assert all(lru.get(f"n{i}") is not None for i in range(3)) and lru.get("k0") is None
+    # entries without a run are evicted as in a plain LRU
+    plain = MemoryLRU(max_bytes=2 * 800)
+    for i in range(4):
+        plain.put(f"p{i}", block + i, 0.0)
+    assert plain.get("p0") is None and plain.get("p3") is not None
+    # a view is kept without a copy and counts the buffer it keeps alive
+    base = np.zeros((20, 10))  # 1600 bytes
+    big = MemoryLRU(max_bytes=10_000)
+    big.put("v", base[10:], 0.0, run="r")
+    assert big.nbytes == 1600 and np.shares_memory(big.get("v")[0], base)
+
+
 def _fresh_cluster():
     from distributed import Client, LocalCluster
 
