@@ -41,6 +41,9 @@ class Settings:
     task_memory_bytes: int | None = None  # None: 40% of a worker's memory per thread
     l1_cache_bytes: int | None = None  # None: 20% of a worker's memory limit
     redis_ttl_seconds: int = 7 * 24 * 3600
+    # Bytes one run may write to Redis (its blocks share it equally); 0: no limit. A full
+    # 2500 x 5000 run of alpha101 + alpha158 has ~39 GiB of cacheable node values.
+    redis_max_bytes_per_run: int = 4 << 30
     redis_timeout_seconds: float = 2.0
     cache_namespace: str = "alphaforge"
     cache_nodes: str = "shared"

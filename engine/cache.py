@@ -120,6 +120,8 @@ class CacheStats:
     rejected: int = 0
     l2_errors: int = 0
     stored: int = 0
+    l2_stored_bytes: int = 0
+    l2_over_budget: int = 0  # values not written to L2: the run's byte budget was spent
 
     def __add__(self, other: CacheStats) -> CacheStats:
         return CacheStats(
@@ -146,6 +148,7 @@ class CacheStats:
             f"cache: {self.hit_rate:.0%} hit ({self.l1_hits} L1, {self.l2_hits} L2, "
             f"{self.misses} miss); saved ~{self.l1_saved_s + self.l2_saved_s:.2f}s; "
             f"{self.rejected} rejected, {self.l2_errors} L2 errors"
+            + (f", {self.l2_over_budget} not sent to L2 (budget)" if self.l2_over_budget else "")
         )
 
 
@@ -299,10 +302,17 @@ def process_l2(url: str, ttl: int, timeout: float) -> RedisStore:
 class TieredCache:
     """L1 then L2 lookups for one block task, counting what happened in ``stats``."""
 
-    def __init__(self, l1: MemoryLRU | None, l2: RedisStore | None, run: str = ""):
+    def __init__(
+        self,
+        l1: MemoryLRU | None,
+        l2: RedisStore | None,
+        run: str = "",
+        l2_budget: int | None = None,
+    ):
         self.l1 = l1
         self.l2 = l2
         self.run = run
+        self.l2_budget = l2_budget  # bytes this task may write to L2 (None: no limit)
         self.stats = CacheStats()
         self.warnings: list[str] = []
 
@@ -340,7 +350,15 @@ class TieredCache:
         if self.l1 is not None:
             self.l1.put(key, values, compute_s, self.run)
         if self.l2 is not None and self.l2.available:
-            if not self.l2.put(key, encode(values, compute_s)):
+            blob = encode(values, compute_s)
+            if (
+                self.l2_budget is not None
+                and self.stats.l2_stored_bytes + len(blob) > self.l2_budget
+            ):
+                self.stats.l2_over_budget += 1
+            elif self.l2.put(key, blob):
+                self.stats.l2_stored_bytes += len(blob)
+            else:
                 self._note_l2_down()
 
     def _note_l2_down(self) -> None:

@@ -97,6 +97,7 @@ class CacheConfig:
     redis_timeout: float = 2.0
     enabled: bool = True
     run: str = ""  # the run's token: L1 never evicts a run's own entries for it
+    l2_block_bytes: int | None = None  # what one block task may write to Redis (None: no limit)
 
 
 @dataclasses.dataclass
@@ -194,6 +195,7 @@ def run_block(
         if cache.enabled and cache.redis_url
         else None,
         run=cache.run,
+        l2_budget=cache.l2_block_bytes,
     )
     block_rows = plan.block_rows
     n_sym = data.n_symbols
@@ -667,6 +669,10 @@ def compute(
         redis_timeout=settings.redis_timeout_seconds,
         enabled=cache,
         run=token,
+        # the run's Redis budget, shared equally by its blocks
+        l2_block_bytes=settings.redis_max_bytes_per_run // max(1, len(the_plan.blocks))
+        if settings.redis_max_bytes_per_run
+        else None,
     )
     [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
     addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])

@@ -138,6 +138,37 @@ def test_second_run_by_new_client_hits_l2_for_every_block(redis_url, redis_names
         np.testing.assert_allclose(second[name], expected[name], rtol=1e-12, equal_nan=True)
 
 
+def test_a_runs_redis_writes_stay_within_its_byte_budget(redis_url, redis_namespace, panel):
+    """redis_max_bytes_per_run: each block writes at most its share; what did not fit is
+    counted, the Redis keys hold no more than the budget, and the run's values are unchanged."""
+    from cluster.config import load_settings
+
+    r = redis.Redis.from_url(redis_url)
+    unlimited = load_settings(
+        cache_namespace=redis_namespace + "-free", redis_url=redis_url, redis_max_bytes_per_run=0
+    )
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        free = compute(FACTORS, panel, client, block_rows=15, settings=unlimited, progress=False)
+    for key in r.scan_iter(match=f"{redis_namespace}-free:*"):
+        r.delete(key)
+    full = free.stats.l2_stored_bytes
+    assert full > 0 and free.stats.l2_over_budget == 0
+    budget = full // 3
+    settings = load_settings(
+        cache_namespace=redis_namespace, redis_url=redis_url, redis_max_bytes_per_run=budget
+    )
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        run = compute(FACTORS, panel, client, block_rows=15, settings=settings, progress=False)
+    assert 0 < run.stats.l2_stored_bytes <= budget
+    assert run.stats.l2_over_budget > 0 and "not sent to L2" in run.stats.summary()
+    in_redis = sum(r.strlen(k) for k in r.scan_iter(match=f"{redis_namespace}:*"))
+    assert in_redis == run.stats.l2_stored_bytes
+    for name in FACTORS:
+        np.testing.assert_array_equal(run[name], free[name])
+
+
 def test_changing_one_factor_recomputes_only_its_nodes(redis_url, redis_namespace, panel):
     from cluster.config import load_settings
 
