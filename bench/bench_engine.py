@@ -565,38 +565,25 @@ def section_qlib(args) -> None:
     frame = frame.reindex(full)
     theirs = {c: frame[c].to_numpy(dtype=np.float64).reshape(t, n) for c in frame.columns}
 
+    def cold(cl: Cluster, **kw):
+        """One run on ``cl`` with a fresh cache namespace: (result, wall s, cpu s)."""
+        namespace = f"bench-q-{uuid.uuid4().hex[:8]}"
+        res, wall, cpu, _ = run(
+            alpha158, panel, cl, namespace=namespace, block_rows=None, redis_url=None, **kw
+        )
+        return res, wall, cpu
+
     cl = Cluster(2, args.worker_memory)
     try:
-        res, wall, cpu, _ = run(
-            alpha158,
-            panel,
-            cl,
-            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
-            block_rows=None,
-            redis_url=None,
-        )
+        res, wall, cpu = cold(cl)
     finally:
         cl.close()
     cl = Cluster(2, args.worker_memory)
     try:
         cl.client.run(_preload_kernels)
-        res_p, wall_p, cpu_p, _ = run(
-            alpha158,
-            panel,
-            cl,
-            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
-            block_rows=None,
-            redis_url=None,
-        )
-        res_n, wall_n, cpu_n, _ = run(
-            alpha158,
-            panel,
-            cl,
-            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
-            block_rows=None,
-            redis_url=None,
-            shared_memory=False,
-        )
+        res_p, wall_p, cpu_p = cold(cl)
+        res_o, wall_o, cpu_o = cold(cl, cache=False)
+        res_n, wall_n, cpu_n = cold(cl, shared_memory=False)
     finally:
         cl.close()
     cl = Cluster(2, args.worker_memory, dask_malloc=True)
@@ -604,14 +591,7 @@ def section_qlib(args) -> None:
         trim = cl.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         trim = ",".join(sorted({str(v) for v in trim.values()}))
         cl.client.run(_preload_kernels)
-        res_m, wall_m, cpu_m, _ = run(
-            alpha158,
-            panel,
-            cl,
-            namespace=f"bench-q-{uuid.uuid4().hex[:8]}",
-            block_rows=None,
-            redis_url=None,
-        )
+        res_m, wall_m, cpu_m = cold(cl)
     finally:
         cl.close()
     evaluate(alpha158, panel)  # kernels loaded in this process; first call excluded
@@ -652,6 +632,14 @@ def section_qlib(args) -> None:
                     "before timing; caches empty",
                 ],
                 [
+                    "alphaforge, caches off",
+                    f"{wall_o:.2f}",
+                    f"{cpu_o:.1f}",
+                    rate(cells, wall_o),
+                    f"{cpu_o / (cells / 1e6):.3f}",
+                    "same cluster, cache=False (nothing stored: Qlib's caches are off too)",
+                ],
+                [
                     "alphaforge, cold caches, network",
                     f"{wall_n:.2f}",
                     f"{cpu_n:.1f}",
@@ -686,7 +674,9 @@ def section_qlib(args) -> None:
         f"(bar: >= 20x)"
     )
     print(
-        f"  results over the network: wall {info['wall_s'] / wall_n:.1f}x; Dask's malloc "
+        f"  caches off: wall {info['wall_s'] / wall_o:.1f}x, CPU "
+        f"{info['cpu_s'] / max(cpu_o, 1e-9):.1f}x; "
+        f"results over the network: wall {info['wall_s'] / wall_n:.1f}x; Dask's malloc "
         f"settings: wall {info['wall_s'] / wall_m:.1f}x, CPU "
         f"{info['cpu_s'] / max(cpu_m, 1e-9):.1f}x; single-process evaluate: wall "
         f"{info['wall_s'] / wall_e:.1f}x, CPU {info['cpu_s'] / max(cpu_e, 1e-9):.1f}x"
@@ -697,7 +687,7 @@ def section_qlib(args) -> None:
         for k in alpha158
     ) and all(np.allclose(res[k], ref[k], rtol=1e-12, atol=0, equal_nan=True) for k in alpha158)
     print(
-        f"  the four compute runs agree bit for bit, and equal evaluate (rtol 1e-12): "
+        f"  the five compute runs agree bit for bit, and equal evaluate (rtol 1e-12): "
         f"{'yes' if same else 'NO'}"
     )
     # cells whose 61-row window (the longest Alpha158 window + 1) has every bar of the stock
