@@ -192,8 +192,9 @@ class MemoryLRU:
 
     def put(self, key: str, values: np.ndarray, compute_s: float, run: str = "") -> None:
         """Keep ``values``: a C-ordered float64 array is kept as a read-only view, not copied
-        (the executor never writes to a node's block once computed), so its size counts the
-        whole buffer it keeps alive; anything else is copied.
+        (the executor never writes to a node's block once computed), and its size counts the
+        whole buffer it keeps alive, unless that buffer is more than twice its size (then,
+        like anything else, it is copied).
 
         Room is made by evicting the least recently used entries of *other* runs only; once
         the cache holds nothing but entries of ``run`` (stored or hit by it), new ones are not
@@ -202,9 +203,13 @@ class MemoryLRU:
         use (no hits at all the next time); this way every repeat of the run hits a
         cache-full of them, and entries no run uses any more (old data) still age out.
         ``run=""`` entries are always evictable."""
-        if values.dtype == np.float64 and values.flags.c_contiguous:
+        if (
+            values.dtype == np.float64
+            and values.flags.c_contiguous
+            and _held_bytes(values) <= 2 * values.nbytes
+        ):
             values = values.view()
-        else:
+        else:  # a small window of a big buffer (a block after a long halo): copy it out
             values = np.array(values, dtype=np.float64, copy=True)
         values.flags.writeable = False
         size = _held_bytes(values)

@@ -101,11 +101,14 @@ def test_lru_keeps_a_runs_own_entries_so_a_too_long_scan_still_hits_next_time():
     for i in range(4):
         plain.put(f"p{i}", block + i, 0.0)
     assert plain.get("p0") is None and plain.get("p3") is not None
-    # a view is kept without a copy and counts the buffer it keeps alive
+    # a view is kept without a copy and counts the buffer it keeps alive, unless that buffer
+    # is more than twice its size
     base = np.zeros((20, 10))  # 1600 bytes
     big = MemoryLRU(max_bytes=10_000)
     big.put("v", base[10:], 0.0, run="r")
     assert big.nbytes == 1600 and np.shares_memory(big.get("v")[0], base)
+    big.put("w", base[15:], 0.0, run="r")
+    assert big.nbytes == 1600 + 400 and not np.shares_memory(big.get("w")[0], base)
 
 
 def _fresh_cluster():
