@@ -360,7 +360,7 @@ def section_cache(factors, panel, args, redis_url, label) -> dict:
     print(
         f"\n== 3. cold / warm runs, {label}: {t} dates x {n} symbols x {len(factors)} factors "
         f"= {cells / 1e9:.2f} G factor-cells; 2 workers x 1 thread, memory_limit "
-        f"{args.worker_memory} each; L1 {gib(1 << 30)} per worker; "
+        f"{args.worker_memory} each; L1 20% of that per worker (the default); "
         f"L2 {'Redis ' + redis_url + ' namespace ' + ns if redis_url else 'off'}"
     )
     rows = []

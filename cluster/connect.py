@@ -22,14 +22,17 @@ _LOCAL: dict[str, Client] = {}
 # glibc malloc settings for worker processes, read by glibc when the process starts. Dask sets
 # MALLOC_TRIM_THRESHOLD_=65536 so freed memory returns to the OS; setting any such variable
 # also freezes glibc's mmap threshold at 128 KiB, so every block-sized array (a few hundred
-# KiB to tens of MiB) is a fresh mmap, page-faulted in and zeroed by the kernel, and unmapped
-# again when freed. Measured on Alpha158 over 2000 x 200 (8 blocks, 2 workers): ~500k minor
-# page faults and ~1.2 s of system time per worker per run, block time 3x that of the same
-# run with the settings below (~0 faults). Arrays up to 32 MiB now come from malloc's heap;
-# more than 256 MiB of free memory at a heap's top is still returned to the OS.
+# KiB and up) is a fresh mmap, page-faulted in and zeroed by the kernel, and unmapped again
+# when freed. Measured on Alpha158 over 2000 x 200 (8 blocks, 2 workers): ~500k minor page
+# faults and ~1.2 s of system time per worker per run, block time 3x that of the same run
+# with the settings below (~0 faults). Arrays up to 4 MiB now come from malloc's heap and are
+# reused; larger ones (a full 5000-symbol panel's blocks are ~20 MiB) are still mapped and
+# unmapped, so freed memory goes back to the OS and the worker's RSS, which Dask's memory
+# monitor pauses the worker on, follows what is live (with a 32 MiB threshold, the full panel's
+# run reached 6.7 GiB RSS on an 8 GiB worker, past Dask's 80% pause line, and stalled).
 WORKER_MALLOC_ENV = {
-    "MALLOC_TRIM_THRESHOLD_": str(256 << 20),
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
 }
 
 

@@ -168,6 +168,7 @@ class MemoryLRU:
         # key -> (values, compute seconds, bytes held, run that stored it)
         self._data: OrderedDict[str, tuple[np.ndarray, float, int, str]] = OrderedDict()
         self.refused = 0  # entries not admitted because the cache held only their run's
+        self._own: dict[str, int] = {}  # bytes held per run
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -188,6 +189,8 @@ class MemoryLRU:
             self._data.move_to_end(key)
             if run and item[3] != run:
                 self._data[key] = (*item[:3], run)
+                self._own[item[3]] -= item[2]
+                self._own[run] = self._own.get(run, 0) + item[2]
             return item[0], item[1]
 
     def put(self, key: str, values: np.ndarray, compute_s: float, run: str = "") -> None:
@@ -219,23 +222,31 @@ class MemoryLRU:
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
-            if self._bytes + size > self.max_bytes:
+                self._own[old[3]] -= old[2]
+            own = self._own.get(run, 0) if run else 0
+            if self._bytes + size > self.max_bytes and self._bytes - own > 0:
                 for k in list(self._data):  # least recently used first
-                    if self._bytes + size <= self.max_bytes:
+                    if self._bytes + size <= self.max_bytes or self._bytes == own:
                         break
                     if run and self._data[k][3] == run:
                         self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
                     else:
-                        self._bytes -= self._data.pop(k)[2]
+                        _, _, freed, owner = self._data.pop(k)
+                        self._bytes -= freed
+                        self._own[owner] -= freed
+                        if not self._own[owner]:
+                            del self._own[owner]
             if self._bytes + size > self.max_bytes:
                 self.refused += 1
                 return
             self._data[key] = (values, compute_s, size, run)
             self._bytes += size
+            self._own[run] = self._own.get(run, 0) + size
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self._own.clear()
             self._bytes = 0
 
 
