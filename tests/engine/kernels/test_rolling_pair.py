@@ -183,6 +183,97 @@ def test_precision_on_prices_and_volumes() -> None:
     assert_same(rolling_pair.ts_slope(volume, 20), expected, what="slope")
 
 
+def _cov_corr_refs(x, y, w, mp, ddof):
+    return (
+        CASES["ts_cov"].naive(x, y, w, mp, ddof=ddof),
+        CASES["ts_corr"].naive(x, y, w, mp),
+    )
+
+
+@pytest.mark.parametrize("w", [1, 2, 3, 10, 41])
+def test_cov_corr_on_a_panel_wider_than_a_column_block(w: int) -> None:
+    # ts_cov/ts_corr sweep blocks of columns (_PAIR_BLOCK): several of them, a partial one,
+    # columns that are all NaN or start late, and NaN stretches longer than the window.
+    n = 2 * rolling_pair._PAIR_BLOCK + 37
+    x = make_panel(11, 90, n, "price", 0.1)
+    y = make_panel(12, 90, n, "volume", 0.1)
+    x[:, 5] = np.nan
+    y[:60, 200] = np.nan
+    x[20:75, 130] = np.nan
+    for mp, ddof in ((None, 1), (1, 0)):
+        cov, corr = _cov_corr_refs(x, y, w, mp, ddof)
+        scale = np.nanmax(np.abs(x)) * np.nanmax(np.abs(y))
+        got = rolling_pair.ts_cov(x, y, w, min_periods=mp, ddof=ddof)
+        assert_same(got, cov, atol=1e-12 * scale, what=f"cov w={w} mp={mp}")
+        got = rolling_pair.ts_corr(x, y, w, min_periods=mp)
+        assert_same(got, corr, atol=1e-12, what=f"corr w={w} mp={mp}")
+
+
+@pytest.mark.parametrize("offset", range(8))
+def test_cov_corr_whatever_the_output_alignment(offset: int) -> None:
+    # Rows of 8k columns all start at the same offset in a cache line: the drivers then start
+    # the column blocks on a line and stream whole lines out. Every offset gives the same bits.
+    x = make_panel(21, 40, 8 * 37, "price", 0.1)
+    y = make_panel(22, 40, 8 * 37, "returns", 0.1)
+    cov, corr = _cov_corr_refs(x, y, 7, None, 1)
+    scale = np.nanmax(np.abs(x)) * np.nanmax(np.abs(y))
+    buf = np.empty(x.size + 8)
+    out = buf[offset : offset + x.size].reshape(x.shape)
+    for driver, args, expected, atol, call in (
+        (rolling_pair._cov, (7, 7, 1), cov, 1e-12 * scale, rolling_pair.ts_cov),
+        (rolling_pair._corr, (7, 7), corr, 1e-12, rolling_pair.ts_corr),
+    ):
+        out[:] = 123.0
+        driver(x, y, *args, out)
+        assert_same(out, expected, atol=atol, what=f"{call.__name__} offset {offset}")
+        np.testing.assert_array_equal(out, call(x, y, 7))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), w=st.integers(2, 12))
+def test_constant_windows_are_exact(seed: int, w: int) -> None:
+    # Few levels and long constant runs on both sides, starting anywhere relative to the
+    # blocks of w rows: where either side's valid values are all equal, ts_cov is exactly
+    # +0.0 and ts_corr NaN; elsewhere both match the two-pass reference.
+    rng = np.random.default_rng(seed)
+    t, n = 70, 8
+    levels = rng.choice([-3.5, 0.0, 1.0, 100.25, 1e7], size=(t, n))
+    x = np.repeat(levels[: t // 5], 5, axis=0)[:t] + (rng.random((t, n)) < 0.3) * rng.random((t, n))
+    y = np.repeat(levels[t // 5 :][: t // 7], 7, axis=0)[:t] + (rng.random((t, n)) < 0.3)
+    x[rng.random((t, n)) < 0.1] = np.nan
+    y[rng.random((t, n)) < 0.1] = np.nan
+    cov, corr = _cov_corr_refs(x, y, w, 1, 0)
+    got_cov = rolling_pair.ts_cov(x, y, w, min_periods=1, ddof=0)
+    got_corr = rolling_pair.ts_corr(x, y, w, min_periods=1)
+    const = np.zeros((t, n), dtype=bool)
+    for j in range(n):
+        for i in range(t):
+            s = slice(max(0, i - w + 1), i + 1)
+            ok = ~(np.isnan(x[s, j]) | np.isnan(y[s, j]))
+            if ok.any():
+                const[i, j] = _const(x[s, j][ok]) or _const(y[s, j][ok])
+    assert const.sum() > 5 and (~const & ~np.isnan(cov)).sum() > 5  # both kinds occur
+    assert np.all(got_cov[const] == 0.0) and not np.signbit(got_cov[const]).any()
+    assert np.isnan(got_corr[const]).all()
+    scale = np.nanmax(np.abs(x)) * np.nanmax(np.abs(y))
+    assert_same(got_cov, cov, atol=1e-12 * scale, what="cov")
+    assert_same(got_corr, corr, atol=1e-12, what="corr")
+
+
+def test_cov_corr_precision_across_jumps() -> None:
+    # A level jumps by orders of magnitude with tiny noise around each level: right after a
+    # jump the shift is far from the window's mean, which must trigger a recomputation.
+    rng = np.random.default_rng(5)
+    t = 400
+    level = np.repeat([100.0, 1e5, 100.0, 3.0, 1e6], t // 5)[:, None]
+    x = level * (1 + 1e-6 * rng.standard_normal((t, 4)))
+    y = 1e7 + rng.normal(0, 1.0, (t, 4)) + 1e3 * level
+    for w in (5, 10, 17):
+        cov, corr = _cov_corr_refs(x, y, w, None, 1)
+        assert_same(rolling_pair.ts_cov(x, y, w), cov, what=f"cov w={w}")
+        assert_same(rolling_pair.ts_corr(x, y, w), corr, atol=1e-12, what=f"corr w={w}")
+
+
 @pytest.mark.parametrize("name", sorted(rolling_pair.KERNELS))
 @pytest.mark.parametrize("bad", [0, -3, 2.0, "4", None])
 def test_bad_window_raises_clear_value_error(name: str, bad) -> None:
