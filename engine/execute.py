@@ -528,33 +528,43 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def _task_budget(client: Any, share: float = 0.4) -> int:
+def _workers(client: Any) -> dict[str, dict[str, Any]]:
+    """The scheduler's view of the workers (one round trip; the helpers below read it)."""
+    return client.scheduler_info(n_workers=-1)["workers"]
+
+
+def _smallest_limit(workers: Mapping[str, Mapping[str, Any]], per_thread: bool) -> float | None:
+    """The smallest worker memory limit (per thread if ``per_thread``); None if none is set."""
+    limits = [
+        w["memory_limit"] / (max(1, w.get("nthreads", 1)) if per_thread else 1)
+        for w in workers.values()
+        if w.get("memory_limit")
+    ]
+    return min(limits) if limits else None
+
+
+def _task_budget(workers: Mapping[str, Mapping[str, Any]], share: float = 0.4) -> int:
     """Bytes one task may use: ``share`` of the smallest worker's memory limit per thread
     (the rest is for the input chunks, the memory cache and results in flight)."""
-    info = client.scheduler_info(n_workers=-1)["workers"].values()
-    limits = [
-        w["memory_limit"] / max(1, w.get("nthreads", 1)) for w in info if w.get("memory_limit")
-    ]
-    return int(share * min(limits)) if limits else 1 << 30
+    limit = _smallest_limit(workers, per_thread=True)
+    return int(share * limit) if limit else 1 << 30
 
 
-def _l1_budget(client: Any, share: float = 0.2) -> int:
+def _l1_budget(workers: Mapping[str, Mapping[str, Any]], share: float = 0.2) -> int:
     """Bytes of each worker's memory cache: ``share`` of the smallest worker's memory limit
     (at least 256 MiB; 1 GiB when the workers have no limit)."""
-    info = client.scheduler_info(n_workers=-1)["workers"].values()
-    limits = [w["memory_limit"] for w in info if w.get("memory_limit")]
-    return max(256 << 20, int(share * min(limits))) if limits else 1 << 30
+    limit = _smallest_limit(workers, per_thread=False)
+    return max(256 << 20, int(share * limit)) if limit else 1 << 30
 
 
-def _cluster_threads(client: Any) -> tuple[int, int, int]:
+def _cluster_threads(workers: Mapping[str, Mapping[str, Any]]) -> tuple[int, int, int]:
     """(workers, total worker threads, numba threads per task) from the scheduler's view."""
-    info = client.scheduler_info(n_workers=-1)["workers"]
-    total = sum(w.get("nthreads", 1) for w in info.values()) or 1
+    total = sum(w.get("nthreads", 1) for w in workers.values()) or 1
     per_host: dict[str, int] = {}
-    for w in info.values():
+    for w in workers.values():
         per_host[w.get("host", "")] = per_host.get(w.get("host", ""), 0) + w.get("nthreads", 1)
     busiest = max(per_host.values(), default=1)
-    return len(info), total, max(1, (os.cpu_count() or 1) // busiest)
+    return len(workers), total, max(1, (os.cpu_count() or 1) // busiest)
 
 
 def plan(
@@ -631,14 +641,15 @@ def compute(
         hooks.append(ProgressBar())
 
     started = time.perf_counter()
-    n_workers, n_threads, numba_threads = _cluster_threads(client)
+    workers = _workers(client)
+    n_workers, n_threads, numba_threads = _cluster_threads(workers)
     the_plan = plan(
         factors,
         panel,
         dialect=dialect,
         n_threads=n_threads,
         block_rows=block_rows or settings.block_rows,
-        task_memory_bytes=settings.task_memory_bytes or _task_budget(client),
+        task_memory_bytes=settings.task_memory_bytes or _task_budget(workers),
         cache_nodes=cache_nodes or settings.cache_nodes,
         origin=origin,
         start_row=start_row,
@@ -663,7 +674,7 @@ def compute(
     digests = row_digests(panel, used)
     cache_cfg = CacheConfig(
         namespace=settings.cache_namespace,
-        l1_bytes=settings.l1_cache_bytes or _l1_budget(client),
+        l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),
         redis_url=redis_url,
         redis_ttl=settings.redis_ttl_seconds,
         redis_timeout=settings.redis_timeout_seconds,
@@ -675,7 +686,7 @@ def compute(
         else None,
     )
     [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
-    addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    addresses = sorted(workers)
     # The panel is scattered once, in chunks on the block grid; a block's task takes the
     # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
     # input row once per replica however large the halo.
@@ -706,18 +717,20 @@ def compute(
             chunks.append((c0, c1, future, [holders[0]]))
     chunks.sort(key=lambda c: c[0])
     shared, out = None, {}
-    if sink is None:
-        made = create_shared_output(list(the_plan.outputs), t, n) if shared_memory else None
-        if made is not None:
-            shared, out = made
-            first = min((b0 for b0, _ in the_plan.blocks), default=t)
-            if first and not shared.write(
-                0, first, dict.fromkeys(out, np.full((first, n), np.nan))
-            ):
-                shared.unlink()  # rows no block writes (history before start_row)
-                shared, made = None, None
-        if made is None:
-            out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
+    made = (
+        create_shared_output(list(the_plan.outputs), t, n)
+        if sink is None and shared_memory
+        else None
+    )
+    if made is not None:
+        shared, out = made
+        first = min((b0 for b0, _ in the_plan.blocks), default=t)
+        # rows no block writes (history before start_row)
+        if first and not shared.write(0, first, dict.fromkeys(out, np.full((first, n), np.nan))):
+            shared.unlink()
+            shared = None
+    if sink is None and shared is None:
+        out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
     futures: list[Any] = []
     try:
         for b0, b1 in the_plan.blocks:
