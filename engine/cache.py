@@ -153,11 +153,12 @@ class CacheStats:
 
 
 def _held_bytes(values: np.ndarray) -> int:
-    """Bytes of the buffer ``values`` keeps alive (a view holds its whole base)."""
+    """Bytes of the buffer ``values`` keeps alive: a view holds its whole base array (a
+    buffer numpy does not own, e.g. a received frame, counts as the view itself)."""
     base = values
     while isinstance(base.base, np.ndarray):
         base = base.base
-    return max(values.nbytes, base.nbytes if base.base is None else values.nbytes)
+    return base.nbytes if base.base is None and base.nbytes > values.nbytes else values.nbytes
 
 
 class MemoryLRU:
@@ -189,9 +190,18 @@ class MemoryLRU:
             self._data.move_to_end(key)
             if run and item[3] != run:
                 self._data[key] = (*item[:3], run)
-                self._own[item[3]] -= item[2]
-                self._own[run] = self._own.get(run, 0) + item[2]
+                self._charge(item[3], -item[2])
+                self._charge(run, item[2])
             return item[0], item[1]
+
+    def _charge(self, run: str, nbytes: int) -> None:
+        """Add ``nbytes`` (may be negative) to the bytes held for ``run`` and in all."""
+        self._bytes += nbytes
+        held = self._own.get(run, 0) + nbytes
+        if held:
+            self._own[run] = held
+        else:
+            self._own.pop(run, None)
 
     def put(self, key: str, values: np.ndarray, compute_s: float, run: str = "") -> None:
         """Keep ``values``: a C-ordered float64 array is kept as a read-only view, not copied
@@ -206,23 +216,19 @@ class MemoryLRU:
         use (no hits at all the next time); this way every repeat of the run hits a
         cache-full of them, and entries no run uses any more (old data) still age out.
         ``run=""`` entries are always evictable."""
-        if (
-            values.dtype == np.float64
-            and values.flags.c_contiguous
-            and _held_bytes(values) <= 2 * values.nbytes
-        ):
+        size = _held_bytes(values)
+        if values.dtype == np.float64 and values.flags.c_contiguous and size <= 2 * values.nbytes:
             values = values.view()
         else:  # a small window of a big buffer (a block after a long halo): copy it out
             values = np.array(values, dtype=np.float64, copy=True)
+            size = values.nbytes
         values.flags.writeable = False
-        size = _held_bytes(values)
         if size > self.max_bytes:
             return
         with self._lock:
             old = self._data.pop(key, None)
             if old is not None:
-                self._bytes -= old[2]
-                self._own[old[3]] -= old[2]
+                self._charge(old[3], -old[2])
             own = self._own.get(run, 0) if run else 0
             if self._bytes + size > self.max_bytes and self._bytes - own > 0:
                 for k in list(self._data):  # least recently used first
@@ -232,16 +238,12 @@ class MemoryLRU:
                         self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
                     else:
                         _, _, freed, owner = self._data.pop(k)
-                        self._bytes -= freed
-                        self._own[owner] -= freed
-                        if not self._own[owner]:
-                            del self._own[owner]
+                        self._charge(owner, -freed)
             if self._bytes + size > self.max_bytes:
                 self.refused += 1
                 return
             self._data[key] = (values, compute_s, size, run)
-            self._bytes += size
-            self._own[run] = self._own.get(run, 0) + size
+            self._charge(run, size)
 
     def clear(self) -> None:
         with self._lock:
