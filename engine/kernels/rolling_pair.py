@@ -331,6 +331,12 @@ _NSTATE = 9
 _NSUMS = 6  # sums per tail: n, su, sv, suu, svv, suv
 
 
+def _item_pointer(context, builder, aryty, ary_value, i, j):
+    # LLVM pointer to a 2-D array's element [i, j] (indices known to be in range).
+    ary = context.make_array(aryty)(context, builder, ary_value)
+    return cgutils.get_item_pointer(context, builder, aryty, ary, [i, j], wraparound=False)
+
+
 @intrinsic
 def _prefetch(typingctx, arr, i, j):
     # Ask the CPU to fetch the cache line of arr[i, j] into every cache level (llvm.prefetch).
@@ -338,11 +344,7 @@ def _prefetch(typingctx, arr, i, j):
     sig = types.void(arr, i, j)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False
-        )
+        ptr = _item_pointer(context, builder, signature.args[0], *args)
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fn = cgutils.get_or_insert_function(
@@ -361,11 +363,7 @@ def _address(typingctx, arr, i, j):
     sig = types.uint64(arr, i, j)
 
     def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = cgutils.get_item_pointer(
-            context, builder, aryty, ary, [args[1], args[2]], wraparound=False
-        )
+        ptr = _item_pointer(context, builder, signature.args[0], *args)
         return builder.ptrtoint(ptr, ir.IntType(64))
 
     return sig, codegen
@@ -379,15 +377,8 @@ def _stream8(typingctx, dst, i, c, src, row, j):
     sig = types.void(dst, i, c, src, row, j)
 
     def codegen(context, builder, signature, args):
-        dty, _, _, sty, _, _ = signature.args
-        dst_ary = context.make_array(dty)(context, builder, args[0])
-        src_ary = context.make_array(sty)(context, builder, args[3])
-        dptr = cgutils.get_item_pointer(
-            context, builder, dty, dst_ary, [args[1], args[2]], wraparound=False
-        )
-        sptr = cgutils.get_item_pointer(
-            context, builder, sty, src_ary, [args[4], args[5]], wraparound=False
-        )
+        dptr = _item_pointer(context, builder, signature.args[0], *args[:3])
+        sptr = _item_pointer(context, builder, signature.args[3], *args[3:])
         vec = ir.VectorType(ir.DoubleType(), 8)
         value = builder.load(builder.bitcast(sptr, vec.as_pointer()), align=8)
         store = builder.store(value, builder.bitcast(dptr, vec.as_pointer()), align=64)
