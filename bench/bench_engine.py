@@ -390,34 +390,29 @@ def section_cache(factors, panel, args, redis_url, label) -> dict:
         mem[name] = m
         finite.add(res.rows_written)
 
+    def timed(cl: Cluster):
+        """One run of the factors on ``cl`` in this section's namespace, values to the sink."""
+        return run(
+            factors,
+            panel,
+            cl,
+            namespace=ns,
+            block_rows=args.block_rows,
+            redis_url=redis_url,
+            sink=FiniteCount(),
+            replicas=args.replicas,
+        )
+
     try:
         cl = Cluster(2, args.worker_memory)
         try:
             add(
                 "cold",
-                *run(
-                    factors,
-                    panel,
-                    cl,
-                    namespace=ns,
-                    block_rows=args.block_rows,
-                    redis_url=redis_url,
-                    sink=FiniteCount(),
-                    replicas=args.replicas,
-                ),
+                *timed(cl),
             )
             add(
                 "warm-L1 (same cluster)",
-                *run(
-                    factors,
-                    panel,
-                    cl,
-                    namespace=ns,
-                    block_rows=args.block_rows,
-                    redis_url=redis_url,
-                    sink=FiniteCount(),
-                    replicas=args.replicas,
-                ),
+                *timed(cl),
             )
         finally:
             cl.close()
@@ -426,16 +421,7 @@ def section_cache(factors, panel, args, redis_url, label) -> dict:
             try:
                 add(
                     "warm-L2 (new cluster)",
-                    *run(
-                        factors,
-                        panel,
-                        cl,
-                        namespace=ns,
-                        block_rows=args.block_rows,
-                        redis_url=redis_url,
-                        sink=FiniteCount(),
-                        replicas=args.replicas,
-                    ),
+                    *timed(cl),
                 )
             finally:
                 cl.close()
@@ -599,71 +585,69 @@ def section_qlib(args) -> None:
     ref = evaluate(alpha158, panel)
     wall_e, cpu_e = time.perf_counter() - w0, time.process_time() - c0
     cells = len(alpha158) * t * n
+
+    def timing_row(label: str, wall_s: float, cpu_s: float, note: str, wall_digits: int = 2):
+        return [
+            label,
+            f"{wall_s:.{wall_digits}f}",
+            f"{cpu_s:.1f}",
+            rate(cells, wall_s),
+            f"{cpu_s / (cells / 1e6):.3f}",
+            note,
+        ]
+
     print(
         table(
             ["engine", "wall s", "CPU s", "factor-cells/s", "CPU-s per M cells", "note"],
             [
-                [
+                timing_row(
                     f"Qlib {info['qlib']} D.features",
-                    f"{info['wall_s']:.1f}",
-                    f"{info['cpu_s']:.1f}",
-                    rate(cells, info["wall_s"]),
-                    f"{info['cpu_s'] / (cells / 1e6):.3f}",
+                    info["wall_s"],
+                    info["cpu_s"],
                     f"kernels={info['kernels']}, fresh process, expression/dataset cache off; "
                     f"excl. qlib.init {info['init_s']:.1f}s, bin dump {info['dump_s']:.1f}s",
-                ],
-                [
+                    wall_digits=1,
+                ),
+                timing_row(
                     "alphaforge compute, cold",
-                    f"{wall:.2f}",
-                    f"{cpu:.1f}",
-                    rate(cells, wall),
-                    f"{cpu / (cells / 1e6):.3f}",
+                    wall,
+                    cpu,
                     f"fresh 2-worker LocalCluster (start-up excluded), empty L1, no L2, "
                     f"{len(res.plan.blocks)} blocks, values gathered; kernels loading since "
                     "worker start-up",
-                ],
-                [
+                ),
+                timing_row(
                     "alphaforge, cold caches",
-                    f"{wall_p:.2f}",
-                    f"{cpu_p:.1f}",
-                    rate(cells, wall_p),
-                    f"{cpu_p / (cells / 1e6):.3f}",
+                    wall_p,
+                    cpu_p,
                     "another fresh cluster, kernels pre-loaded in the workers (client.run) "
                     "before timing; caches empty",
-                ],
-                [
+                ),
+                timing_row(
                     "alphaforge, caches off",
-                    f"{wall_o:.2f}",
-                    f"{cpu_o:.1f}",
-                    rate(cells, wall_o),
-                    f"{cpu_o / (cells / 1e6):.3f}",
+                    wall_o,
+                    cpu_o,
                     "same cluster, cache=False (nothing stored: Qlib's caches are off too)",
-                ],
-                [
+                ),
+                timing_row(
                     "alphaforge, cold caches, network",
-                    f"{wall_n:.2f}",
-                    f"{cpu_n:.1f}",
-                    rate(cells, wall_n),
-                    f"{cpu_n / (cells / 1e6):.3f}",
+                    wall_n,
+                    cpu_n,
                     "same cluster, results sent back through Dask (shared_memory=False)",
-                ],
-                [
+                ),
+                timing_row(
                     "alphaforge, cold caches, Dask malloc",
-                    f"{wall_m:.2f}",
-                    f"{cpu_m:.1f}",
-                    rate(cells, wall_m),
-                    f"{cpu_m / (cells / 1e6):.3f}",
+                    wall_m,
+                    cpu_m,
                     f"workers with Dask's default environment (MALLOC_TRIM_THRESHOLD_={trim} "
                     "only), not cluster.connect.WORKER_MALLOC_ENV",
-                ],
-                [
+                ),
+                timing_row(
                     "alphaforge engine.evaluate",
-                    f"{wall_e:.2f}",
-                    f"{cpu_e:.1f}",
-                    rate(cells, wall_e),
-                    f"{cpu_e / (cells / 1e6):.3f}",
+                    wall_e,
+                    cpu_e,
                     "single process (this one), no Dask, 2nd call (kernels loaded), no caches",
-                ],
+                ),
             ],
         )
     )
