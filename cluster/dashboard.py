@@ -181,6 +181,17 @@ class AlphaforgePage:
         )
         from bokeh.plotting import figure
 
+        def _hover_figure(title: str, height: int, fig_width: int, tooltips: list) -> Any:
+            """A plot of this page: fixed size, no toolbar, hover tooltips."""
+            return figure(
+                title=title,
+                height=height,
+                width=fig_width,
+                toolbar_location=None,
+                tools="hover",
+                tooltips=tooltips,
+            )
+
         self.scheduler = scheduler
         self._seen: tuple | None = None
         self.header = Div(text="", sizing_mode="stretch_width", name="alphaforge-header")
@@ -233,25 +244,21 @@ class AlphaforgePage:
         self.progress.ygrid.visible = False
 
         self.timeline_source = ColumnDataSource({"t": [], "done": []}, name="alphaforge-timeline")
-        self.timeline = figure(
-            title="Blocks done over time (s since the plan)",
-            height=200,
-            width=width // 2,
-            toolbar_location=None,
-            tools="hover",
-            tooltips=[("t", "@t{0.00} s"), ("done", "@done")],
+        self.timeline = _hover_figure(
+            "Blocks done over time (s since the plan)",
+            200,
+            width // 2,
+            [("t", "@t{0.00} s"), ("done", "@done")],
         )
         self.timeline.step(x="t", y="done", source=self.timeline_source, mode="after", line_width=2)
         self.timeline.scatter(x="t", y="done", source=self.timeline_source, size=4)
 
         self.blocks_source = ColumnDataSource(self._empty_blocks(), name="alphaforge-blocks")
-        self.cache = figure(
-            title="Cache per block: L1 hits / L2 hits / misses",
-            height=240,
-            width=width // 2,
-            toolbar_location=None,
-            tools="hover",
-            tooltips=[
+        self.cache = _hover_figure(
+            "Cache per block: L1 hits / L2 hits / misses",
+            240,
+            width // 2,
+            [
                 ("block", "@block: @dates"),
                 ("L1", "@l1"),
                 ("L2", "@l2"),
@@ -276,13 +283,11 @@ class AlphaforgePage:
         self.cache.add_layout(legend, "right")
         self.cache.xaxis.axis_label = "block (completion order)"
 
-        self.seconds = figure(
-            title="Block seconds",
-            height=240,
-            width=width // 2,
-            toolbar_location=None,
-            tools="hover",
-            tooltips=[
+        self.seconds = _hover_figure(
+            "Block seconds",
+            240,
+            width // 2,
+            [
                 ("block", "@block: @dates"),
                 ("seconds", "@seconds{0.000}"),
                 ("computed nodes", "@computed"),
@@ -294,13 +299,11 @@ class AlphaforgePage:
         )
         self.seconds.xaxis.axis_label = "block (completion order)"
 
-        self.rows = figure(
-            title="Rows written (cumulative)",
-            height=200,
-            width=width // 2,
-            toolbar_location=None,
-            tools="hover",
-            tooltips=[("block", "@block"), ("rows", "@rows_cum{0,0}")],
+        self.rows = _hover_figure(
+            "Rows written (cumulative)",
+            200,
+            width // 2,
+            [("block", "@block"), ("rows", "@rows_cum{0,0}")],
         )
         self.rows.step(
             x="block",
