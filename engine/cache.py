@@ -230,20 +230,33 @@ class MemoryLRU:
             if old is not None:
                 self._charge(old[3], -old[2])
             own = self._own.get(run, 0) if run else 0
-            if self._bytes + size > self.max_bytes and self._bytes - own > 0:
-                for k in list(self._data):  # least recently used first
-                    if self._bytes + size <= self.max_bytes or self._bytes == own:
-                        break
-                    if run and self._data[k][3] == run:
-                        self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
-                    else:
-                        _, _, freed, owner = self._data.pop(k)
-                        self._charge(owner, -freed)
+            while self._bytes + size > self.max_bytes and self._bytes > own:
+                k = next(iter(self._data))  # the least recently used
+                if run and self._data[k][3] == run:
+                    self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
+                else:
+                    _, _, freed, owner = self._data.pop(k)
+                    self._charge(owner, -freed)
             if self._bytes + size > self.max_bytes:
                 self.refused += 1
                 return
             self._data[key] = (values, compute_s, size, run)
             self._charge(run, size)
+
+    def swap(self, key: str, values: np.ndarray) -> bool:
+        """Hold ``values`` (the same numbers, elsewhere in memory: e.g. mapped from the
+        run's shared result file) instead of the entry's array, keeping its place, run and
+        compute time; False if ``key`` is not cached."""
+        values = values.view()
+        values.flags.writeable = False
+        size = _held_bytes(values)
+        with self._lock:
+            item = self._data.get(key)
+            if item is None or item[0].shape != values.shape:
+                return False
+            self._data[key] = (values, item[1], size, item[3])
+            self._charge(item[3], size - item[2])
+            return True
 
     def clear(self) -> None:
         with self._lock:
@@ -334,9 +347,14 @@ class TieredCache:
         self.stats = CacheStats()
         self.warnings: list[str] = []
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """The values under ``key`` from L1, else L2 (then kept in L1), else None (a miss).
+        With ``shape``, a value of another shape is no hit: rejected, as a corrupt one is."""
         if self.l1 is not None:
             item = self.l1.get(key, self.run)
+            if item is not None and shape is not None and item[0].shape != shape:
+                self.stats.rejected += 1
+                item = None
             if item is not None:
                 self.stats.l1_hits += 1
                 self.stats.l1_bytes += item[0].nbytes
@@ -349,6 +367,8 @@ class TieredCache:
             if blob is not None:
                 try:
                     values, compute_s = decode(blob)
+                    if shape is not None and values.shape != shape:
+                        raise CacheError(f"shape {values.shape}, expected {shape}")
                 except CacheError as exc:
                     self.stats.rejected += 1
                     self.warnings.append(f"rejected cached value {key}: {exc}")
@@ -378,6 +398,10 @@ class TieredCache:
                 self.stats.l2_stored_bytes += len(blob)
             else:
                 self._note_l2_down()
+
+    def swap_l1(self, key: str, values: np.ndarray) -> bool:
+        """See :meth:`MemoryLRU.swap` (L2 holds bytes, not arrays: nothing to swap there)."""
+        return self.l1 is not None and self.l1.swap(key, values)
 
     def _note_l2_down(self) -> None:
         self.stats.l2_errors += 1

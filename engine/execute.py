@@ -26,6 +26,7 @@ running sum starts at a different row (summation order), so comparisons use 1e-1
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import logging
 import os
@@ -133,9 +134,27 @@ def _range_version(
 DATES = "__dates__"
 
 
-def _field_nodes(expr: Expr, groups: Mapping[str, Any]) -> list[str]:
-    names = {group_level(groups, n.name) for n in expr.walk() if isinstance(n, Field)}
-    return sorted(names | {DATES})
+def _node_fields(plan: Plan, groups: Mapping[str, Any]) -> Callable[[str], tuple[str, ...]]:
+    """``fields(key)``: the fields (and the calendar) a node reads, each node's set built once
+    from its children's."""
+    sets: dict[str, frozenset[str]] = {}
+    sorted_sets: dict[str, tuple[str, ...]] = {}
+
+    def own(key: str) -> frozenset[str]:
+        if key not in sets:
+            e = plan.nodes[key].expr
+            if isinstance(e, Field):
+                sets[key] = frozenset((group_level(groups, e.name), DATES))
+            else:
+                sets[key] = frozenset({DATES}).union(*(own(c) for c in plan.nodes[key].children))
+        return sets[key]
+
+    def fields(key: str) -> tuple[str, ...]:
+        if key not in sorted_sets:
+            sorted_sets[key] = tuple(sorted(own(key)))
+        return sorted_sets[key]
+
+    return fields
 
 
 _WARM_LOCK = threading.Lock()
@@ -157,9 +176,46 @@ def warm_in_background() -> threading.Thread:
     """Start loading the kernels in a daemon thread (a worker calls this when it starts, see
     ``cluster.worker``): the worker takes tasks at once, and the first block task waits only
     for what is left of the load."""
-    thread = threading.Thread(target=_warm_once, name="alphaforge-kernel-warmup", daemon=True)
+
+    def warm() -> None:
+        _warm_once()
+        # Loading the kernels leaves ~200k long-lived objects (numba's types and dispatchers):
+        # moved out of the collector's reach, a full collection no longer walks them (each
+        # took ~0.1 s in a worker's first run).
+        gc.collect()
+        gc.freeze()
+
+    thread = threading.Thread(target=warm, name="alphaforge-kernel-warmup", daemon=True)
     thread.start()
     return thread
+
+
+#: Outputs' memory-cache entries move to the shared result file only in strips of at least
+#: this many bytes: each is a mapping of its own, and a process may hold ~65k mappings.
+MIN_MAPPED_STRIP = 128 << 10
+
+
+def _l1_from_shared(
+    plan: Plan,
+    shared: SharedOutput,
+    b0: int,
+    b1: int,
+    tiers: TieredCache,
+    key_of: Callable[[str], str],
+) -> None:
+    """Point the memory cache's entries for this block's outputs at their rows in the shared
+    result file: the same numbers, in pages the run's result holds anyway, so the private
+    copies are freed and reused by the next block. Without this, the cache keeps a second
+    copy of every output (Alpha158 over 2000 x 200: ~250 MB per worker per cold run, each
+    page first-touched; on this VM ~70k page faults and 1-3 s of system time per worker)."""
+    if (b1 - b0) * shared.n_symbols * 8 < MIN_MAPPED_STRIP:
+        return
+    names = {}
+    for name, key in plan.outputs.items():
+        if plan.nodes[key].cached and key not in names.values():
+            names[name] = key
+    for name, view in shared.mapped(b0, b1, list(names)).items():
+        tiers.swap_l1(key_of(names[name]), view)
 
 
 def run_block(
@@ -204,7 +260,8 @@ def run_block(
     remaining = {k: n.consumers + len(n.outputs) for k, n in plan.nodes.items()}
     node_seconds: dict[str, float] = {}
     computed = 0
-    field_sets: dict[str, list[str]] = {}
+    fields_of = _node_fields(plan, data.groups)
+    versions: dict[tuple[tuple[str, ...], int, int], str] = {}  # many nodes share a version
 
     def start_of(key: str) -> int:
         need = plan.nodes[key].need
@@ -223,20 +280,29 @@ def run_block(
         node = plan.nodes[key]
         a0, a1 = grid_rows(g)
         r0 = 0 if node.lookback >= UNBOUNDED else max(0, a0 - node.lookback)
-        if key not in field_sets:
-            field_sets[key] = _field_nodes(node.expr, data.groups)
-        version = _range_version(digests, field_sets[key], r0, a1)
-        return cache_key(cache.namespace, key, version, origin + a0, origin + a1)
+        span = (fields_of(key), r0, a1)
+        if span not in versions:
+            versions[span] = _range_version(digests, *span)
+        return cache_key(cache.namespace, key, versions[span], origin + a0, origin + a1)
+
+    own_block = (origin + b0) // block_rows
+    # A block cut short by start_row holds only part of its grid block: it is neither stored
+    # under the grid block's key nor looked up (its rows would not fill the entry).
+    whole = cache.enabled and grid_rows(own_block) == (b0, b1)
+
+    def grid_entry(key: str, g: int) -> np.ndarray | None:
+        """Node ``key`` on grid block ``g`` from the caches, if it has the block's shape."""
+        a0, a1 = grid_rows(g)
+        return tiers.get(key_for(key, g), shape=(a1 - a0, n_sym))
 
     def from_cache(key: str, start: int) -> np.ndarray | None:
-        own = (origin + b0) // block_rows
-        hit = tiers.get(key_for(key, own))
+        hit = grid_entry(key, own_block)
         if hit is None:
             return None
         parts = [hit]
         first = (origin + start) // block_rows
-        for g in range(own - 1, first - 1, -1):
-            prev = tiers.get(key_for(key, g))
+        for g in range(own_block - 1, first - 1, -1):
+            prev = grid_entry(key, g)
             if prev is None:
                 return None
             parts.insert(0, prev)
@@ -249,7 +315,7 @@ def run_block(
         node = plan.nodes[key]
         e = node.expr
         start = start_of(key)
-        if node.cached:
+        if node.cached and whole:
             hit = from_cache(key, start)
             if hit is not None:
                 memo[key] = (start, hit)
@@ -303,8 +369,8 @@ def run_block(
                 remaining[c] -= 1
                 if remaining[c] <= 0:
                     memo.pop(c, None)
-            if node.cached:
-                tiers.put(key_for(key, (origin + b0) // block_rows), arr[b0 - start :], elapsed)
+            if node.cached and whole:
+                tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
         memo[key] = (start, arr)
         return memo[key]
 
@@ -321,6 +387,8 @@ def run_block(
         sink_rows = int(sink(b0, b1, values))
     elif shared is not None and shared.write(b0, b1, values):
         values = None
+        if whole and tiers.l1 is not None:
+            _l1_from_shared(plan, shared, b0, b1, tiers, lambda k: key_for(k, own_block))
     try:
         from distributed import get_worker
 
@@ -495,12 +563,21 @@ class ComputeResult:
 
 
 def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
-    """A 16-byte blake2b digest of every row of every field (or group), with its date and the
-    universe; a range of rows is versioned by hashing its row digests (``_range_version``)."""
+    """A 16-byte fingerprint of every row of every field (or group), with its date and the
+    universe (``engine.kernels.fingerprint``); a range of rows is versioned by hashing its row
+    fingerprints (``_range_version``)."""
+    from engine.kernels._jit import warmup_lock
+    from engine.kernels.fingerprint import row_fingerprints
+
     sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
     dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
     out: dict[str, np.ndarray] = {}
     groups = getattr(panel, "groups", {}) or {}
+    global _FINGERPRINT_LOADED
+    if not _FINGERPRINT_LOADED:
+        with warmup_lock():  # numba's on-disk cache: one process builds it at a time
+            row_fingerprints(dates[:1, None], dates[:1], b"")
+        _FINGERPRINT_LOADED = True
     for f in [*fields, DATES]:
         arr = dates[:, None] if f == DATES else np.asarray(panel[f])
         if f in groups:  # label text, not codes: panels number their labels differently
@@ -514,18 +591,14 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
                 dtype=np.uint64,
             )
             arr = ids[arr + 1]
-        if arr.dtype == np.float64:
-            arr = np.where(np.isnan(arr), np.nan, arr)  # one NaN bit pattern
-        arr = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
-        prefix = f.encode() + b"\0" + sym
-        digests = np.empty((len(dates), 16), dtype=np.uint8)
-        for t in range(len(dates)):
-            h = hashlib.blake2b(prefix, digest_size=16)
-            h.update(dates[t : t + 1].data)
-            h.update(arr[t].data)
-            digests[t] = np.frombuffer(h.digest(), dtype=np.uint8)
-        out[f] = digests
+        if arr.dtype.itemsize != 8 or arr.dtype.byteorder == ">":
+            arr = arr.astype(np.float64 if arr.dtype.kind in "fb" else "<i8")
+        seed = hashlib.blake2b(f.encode() + b"\0" + sym, digest_size=16).digest()
+        out[f] = row_fingerprints(arr, dates, seed)
     return out
+
+
+_FINGERPRINT_LOADED = False
 
 
 def _workers(client: Any) -> dict[str, dict[str, Any]]:
@@ -671,7 +744,7 @@ def compute(
             if isinstance(n.expr, Field)
         }
     )
-    digests = row_digests(panel, used)
+    digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
     cache_cfg = CacheConfig(
         namespace=settings.cache_namespace,
         l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),

@@ -17,6 +17,7 @@ from engine.kernels import (
     cross_section,
     elementwise,
     ewm,
+    fingerprint,
     group,
     rolling,
     rolling_order,
@@ -60,6 +61,7 @@ MODULES: tuple[ModuleType, ...] = (
     cross_section,
     group,
     technical,
+    fingerprint,
 )
 
 

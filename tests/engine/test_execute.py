@@ -239,3 +239,84 @@ def test_memory_cache_smaller_than_a_run_still_hits_on_the_next_run(dask_client,
     for again in (second, third):
         assert 0 < again.stats.l1_hits < first.stats.stored
     assert_same(third.factors, evaluate(MIXED, small_panel))
+
+
+def test_memory_cache_holds_outputs_in_the_shared_result_file(small_panel, tmp_path, monkeypatch):
+    """After a block writes its outputs into the shared result file, the memory cache's
+    entries for them are read-only mappings of those rows (no private second copy), survive
+    the file's removal, and a later run of the same block hits them with the same values."""
+    import mmap
+
+    from engine import execute, shared_output
+    from engine.cache import process_l1
+    from engine.execute import BlockData, CacheConfig, row_digests, run_block
+
+    monkeypatch.setattr(execute, "MIN_MAPPED_STRIP", 0)  # the test panel's strips are small
+    factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)", "r": "rank(open)"}
+    p = plan(factors, small_panel, block_rows=40)
+    t, n = small_panel.shape
+    data = BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)
+    digests = row_digests(small_panel, p.fields)
+    cache = CacheConfig(namespace=f"shm-l1-{time.time_ns()}", run="first", l1_bytes=64 << 20)
+    spec, arrays = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
+    b0, b1 = p.blocks[1]
+    first = run_block(p, data, b0, b1, digests, cache, shared=spec)
+    assert first.values is None and first.stats.stored >= len(factors)
+    spec.unlink()
+
+    lru = process_l1(cache.l1_bytes)
+    held = [v for k, (v, *_rest) in lru._data.items() if k.startswith(cache.namespace)]
+    mapped = []
+    for v in held:
+        base = v
+        while isinstance(base, np.ndarray) and base.base is not None:
+            base = base.base
+        mapped.append(isinstance(getattr(base, "obj", base), mmap.mmap))  # a memoryview of it
+    assert sum(mapped) == len(factors), "each output's entry should map the result file"
+    assert all(not v.flags.writeable for v in held)
+
+    again = run_block(p, data, b0, b1, digests, dataclasses_replace(cache, run="second"))
+    assert again.stats.l1_hits == len(factors) and again.computed == 0
+    expected = evaluate(factors, small_panel)
+    for name in factors:
+        np.testing.assert_array_equal(again.values[name], arrays[name][b0:b1], err_msg=name)
+        assert_same({name: again.values[name]}, {name: expected[name][b0:b1]})
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_a_block_cut_by_start_row_is_not_cached_as_its_whole_grid_block(small_panel):
+    """A run starting mid-way through a grid block (a nightly run of one date) computes part
+    of that block: storing it under the whole block's key gave a later full-block run a
+    too-short entry (an empty factor in the store). Neither stored nor looked up, and a
+    wrong-shaped entry found under a key is a miss."""
+    from engine.cache import process_l1
+    from engine.execute import BlockData, CacheConfig, row_digests, run_block
+
+    factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)"}
+    p = plan(factors, small_panel, block_rows=40)
+    t, n = small_panel.shape
+    data = BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)
+    digests = row_digests(small_panel, p.fields)
+    cache = CacheConfig(namespace=f"cut-{time.time_ns()}", run="nightly", l1_bytes=64 << 20)
+    part = run_block(p, data, 78, 80, digests, cache)  # the last 2 rows of grid block [40, 80)
+    assert part.stats.stored == 0 and part.stats.l1_hits == 0
+    full = run_block(p, data, 40, 80, digests, dataclasses_replace(cache, run="backfill"))
+    assert full.computed > 0 and full.stats.l1_hits == 0 and full.stats.stored == len(factors)
+    expected = evaluate(factors, small_panel)
+    for name in factors:
+        assert_same({name: full.values[name]}, {name: expected[name][40:80]})
+        np.testing.assert_array_equal(part.values[name], full.values[name][38:], err_msg=name)
+    # an entry of the wrong shape under the block's key (older code, a foreign writer): a miss
+    lru = process_l1(cache.l1_bytes)
+    for k in [k for k in lru._data if k.startswith(cache.namespace)]:
+        lru.put(k, np.zeros((2, n)), 0.0)
+    again = run_block(p, data, 40, 80, digests, dataclasses_replace(cache, run="again"))
+    assert again.stats.l1_hits == 0 and again.stats.rejected == len(factors)
+    assert again.computed == full.computed
+    for name in factors:
+        np.testing.assert_array_equal(again.values[name], full.values[name], err_msg=name)
