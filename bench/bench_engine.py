@@ -124,7 +124,7 @@ class Cluster:
         import dask
         from distributed import Client, LocalCluster
 
-        from cluster.connect import worker_environ
+        from cluster.connect import WORKER_MALLOC_ENV, spawning_with, worker_environ
 
         env = {"NUMBA_NUM_THREADS": str(numba_threads)} if numba_threads else {}
         # alphaforge's worker environment (cluster.connect.WORKER_MALLOC_ENV), or Dask's own
@@ -132,9 +132,9 @@ class Cluster:
         pre = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
         if not dask_malloc:
             pre = worker_environ()
-        for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):
+        for k in WORKER_MALLOC_ENV:
             os.environ.pop(k, None)  # the Nanny also writes pre-spawn-environ into this process
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": pre}):
+        with spawning_with(pre):
             self.cluster = LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,

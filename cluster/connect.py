@@ -7,8 +7,10 @@ client down and match how a production cluster behaves).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator, Mapping
 
 import dask
 from distributed import Client, LocalCluster
@@ -30,9 +32,16 @@ _LOCAL: dict[str, Client] = {}
 # unmapped, so freed memory goes back to the OS and the worker's RSS, which Dask's memory
 # monitor pauses the worker on, follows what is live (with a 32 MiB threshold, the full panel's
 # run reached 6.7 GiB RSS on an 8 GiB worker, past Dask's 80% pause line, and stalled).
+#
+# MALLOC_TOP_PAD_: block tasks run in a worker thread, whose allocations come from one of
+# glibc's per-thread arenas, built of 64 MiB heaps; glibc unmaps such a heap as soon as it is
+# all free (whatever the trim threshold), so each task re-faulted the memory the one before it
+# had used (Alpha158 2000 x 200 with caches off: ~57k page faults per worker per run). Keeping
+# 64 MiB of padding keeps the heaps: 0-3k faults per run once the first run has grown them.
 WORKER_MALLOC_ENV = {
     "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
     "MALLOC_MMAP_THRESHOLD_": str(4 << 20),
+    "MALLOC_TOP_PAD_": str(64 << 20),
 }
 
 
@@ -41,6 +50,29 @@ def worker_environ() -> dict[str, object]:
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env.update(WORKER_MALLOC_ENV)
     return env
+
+
+@contextlib.contextmanager
+def spawning_with(env: Mapping[str, object]) -> Iterator[None]:
+    """Nannies created inside spawn their workers with ``env`` (pre-spawn: glibc reads its
+    settings when the process starts).
+
+    Dask's nanny takes a variable from this process's ``os.environ`` over its
+    ``pre-spawn-environ`` config, and leaves the values it spawned with in ``os.environ``: after
+    any other LocalCluster in the same process (a notebook's, a test's), Dask's own
+    ``MALLOC_TRIM_THRESHOLD_=65536`` would win over the config. So the variables are set here
+    for the nannies' start and restored after; a nanny keeps what it read for restarts."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(env)}):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def connect(address: str | None = None, settings: Settings | None = None) -> Client:
@@ -65,7 +97,7 @@ def connect(address: str | None = None, settings: Settings | None = None) -> Cli
     client = _LOCAL.get(key)
     if client is not None and client.status == "running":
         return client
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+    with spawning_with(worker_environ()):
         cluster = LocalCluster(
             n_workers=settings.n_workers,
             threads_per_worker=settings.threads_per_worker,

@@ -273,3 +273,31 @@ def test_embedded_workers_load_the_kernels_from_start_up(local_client):
     while not all(client.run(warmed).values()):
         assert time.monotonic() < deadline, "kernels not loaded two minutes after start-up"
         time.sleep(0.2)
+
+
+def test_workers_get_the_allocator_settings_after_another_cluster(monkeypatch):
+    """Dask's nanny prefers this process's os.environ over its pre-spawn config and leaves
+    MALLOC_TRIM_THRESHOLD_=65536 there after any plain LocalCluster: a cluster started under
+    cluster.connect.spawning_with (as the embedded one is) must still give its workers
+    WORKER_MALLOC_ENV, and leave os.environ as it was."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    from cluster.connect import WORKER_MALLOC_ENV, spawning_with, worker_environ
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what a plain LocalCluster leaves
+    monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
+    with spawning_with(worker_environ()):
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    client = Client(cluster, set_as_default=False)
+    try:
+        seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+    finally:
+        client.close()
+        cluster.close()
+    assert seen and all(env == WORKER_MALLOC_ENV for env in seen.values()), seen
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+    assert "MALLOC_TOP_PAD_" not in os.environ
