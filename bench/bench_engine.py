@@ -60,6 +60,7 @@ from engine.execute import compute, plan  # noqa: E402
 from engine.plan import UNBOUNDED, Plan  # noqa: E402
 from engine.sources import synthetic  # noqa: E402
 from factors import library  # noqa: E402
+from factors.expr import Field  # noqa: E402
 
 GIB = 1 << 30
 
@@ -274,7 +275,15 @@ def section_plan(factors, panel, block_rows) -> None:
     for label, p in plans:
         if label == "used here" and p is default:
             continue
-        slices = sum(b1 - max(0, b0 - p.halo) for b0, b1 in p.blocks)
+        # rows of input a task reads: each field over the block and its own extra rows
+        field_rows = {
+            n.expr.name: n.need + n.own_lookback
+            for n in p.nodes.values()
+            if isinstance(n.expr, Field)
+        }
+        reads = sum(
+            b1 - max(0, b0 - min(extra, b0)) for b0, b1 in p.blocks for extra in field_rows.values()
+        ) / max(1, len(field_rows))
         rows.append(
             [
                 label,
@@ -285,8 +294,8 @@ def section_plan(factors, panel, block_rows) -> None:
                 p.max_lookback,
                 halo(p),
                 f"{p.task_bytes(p.block_rows) / 2**20:,.0f}",
-                f"{slices / p.shape[0]:.1f}x",
-                f"{slices * p.shape[1] * 8 * len(p.fields) / GIB:,.1f}",
+                f"{reads / p.shape[0]:.1f}x",
+                f"{p.shape[0] * p.shape[1] * 8 * len(p.fields) / GIB:,.2f}",
             ]
         )
     print(
@@ -300,8 +309,8 @@ def section_plan(factors, panel, block_rows) -> None:
                 "max lookback (rows)",
                 "halo",
                 "est. MiB/task",
-                "scattered rows / panel rows",
-                "~scattered GiB (x replicas)",
+                "input rows read / panel rows",
+                "scattered GiB (x replicas)",
             ],
             rows,
         )

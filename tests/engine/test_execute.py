@@ -320,3 +320,28 @@ def test_a_block_cut_by_start_row_is_not_cached_as_its_whole_grid_block(small_pa
     assert again.computed == full.computed
     for name in factors:
         np.testing.assert_array_equal(again.values[name], full.values[name], err_msg=name)
+
+
+def test_chunked_block_data_reads_only_the_rows_asked_for():
+    """A task's input chunks read as one: rows inside one chunk are a view of it, rows across
+    chunks a copy of just those rows; unknown fields and rows outside the chunks are errors."""
+    from engine.errors import PlanError
+    from engine.execute import BlockData
+
+    full = np.arange(60.0).reshape(20, 3)
+    groups = np.arange(20 * 3).reshape(20, 3) % 4
+    parts = [
+        BlockData(r, {"close": full[r : r + 5]}, {"industry": groups[r : r + 5]}, 3)
+        for r in (10, 0, 15, 5)  # any order
+    ]
+    data = BlockData.concat(parts)
+    inside = data.field("close", 6, 9)
+    assert np.shares_memory(inside, parts[3].fields["close"])
+    np.testing.assert_array_equal(inside, full[6:9])
+    np.testing.assert_array_equal(data.field("close", 3, 17), full[3:17])
+    np.testing.assert_array_equal(data.group("industry", 4, 11), groups[4:11])
+    with pytest.raises(PlanError, match="unknown field 'open'"):
+        data.field("open", 0, 5)
+    with pytest.raises(PlanError, match="rows 15..25"):
+        data.field("close", 15, 25)
+    assert BlockData.concat(parts[:1]) is parts[0]
