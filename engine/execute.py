@@ -219,8 +219,10 @@ def warm_in_background() -> threading.Thread:
 
 
 #: Outputs' memory-cache entries move to the shared result file only in strips of at least
-#: this many bytes: each is a mapping of its own, and a process may hold ~65k mappings.
+#: this many bytes, and of at least 1/MAX_L1_MAPPINGS of the cache's size: each is a mapping
+#: of its own, and a process may hold ~65k mappings in all (vm.max_map_count).
 MIN_MAPPED_STRIP = 128 << 10
+MAX_L1_MAPPINGS = 16384
 
 
 def _l1_from_shared(
@@ -236,7 +238,8 @@ def _l1_from_shared(
     copies are freed and reused by the next block. Without this, the cache keeps a second
     copy of every output (Alpha158 over 2000 x 200: ~250 MB per worker per cold run, each
     page first-touched; on this VM ~70k page faults and 1-3 s of system time per worker)."""
-    if (b1 - b0) * shared.n_symbols * 8 < MIN_MAPPED_STRIP:
+    strip = (b1 - b0) * shared.n_symbols * 8
+    if tiers.l1 is None or strip < max(MIN_MAPPED_STRIP, tiers.l1.max_bytes // MAX_L1_MAPPINGS):
         return
     names = {}
     for name, key in plan.outputs.items():

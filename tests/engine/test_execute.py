@@ -252,6 +252,7 @@ def test_memory_cache_holds_outputs_in_the_shared_result_file(small_panel, tmp_p
     from engine.execute import BlockData, CacheConfig, row_digests, run_block
 
     monkeypatch.setattr(execute, "MIN_MAPPED_STRIP", 0)  # the test panel's strips are small
+    monkeypatch.setattr(execute, "MAX_L1_MAPPINGS", 1 << 40)
     factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)", "r": "rank(open)"}
     p = plan(factors, small_panel, block_rows=40)
     t, n = small_panel.shape
@@ -277,6 +278,17 @@ def test_memory_cache_holds_outputs_in_the_shared_result_file(small_panel, tmp_p
 
     again = run_block(p, data, b0, b1, digests, dataclasses_replace(cache, run="second"))
     assert again.stats.l1_hits == len(factors) and again.computed == 0
+    # a cache so big that its strips could exhaust the process's mappings keeps private copies
+    monkeypatch.setattr(execute, "MAX_L1_MAPPINGS", 2)
+    big = dataclasses_replace(cache, namespace=cache.namespace + "-big", run="big")
+    spec2, _ = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
+    run_block(p, data, b0, b1, digests, big, shared=spec2)
+    spec2.unlink()
+    assert not any(
+        isinstance(getattr(v.base, "base", None), memoryview)
+        for k, (v, *_r) in lru._data.items()
+        if k.startswith(big.namespace)
+    )
     expected = evaluate(factors, small_panel)
     for name in factors:
         np.testing.assert_array_equal(again.values[name], arrays[name][b0:b1], err_msg=name)
