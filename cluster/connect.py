@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import dask
 from distributed import Client, LocalCluster
@@ -53,17 +53,23 @@ def worker_environ() -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def spawning_with(env: Mapping[str, object]) -> Iterator[None]:
-    """Nannies created inside spawn their workers with ``env`` (pre-spawn: glibc reads its
-    settings when the process starts).
+def spawning_with(
+    env: Mapping[str, object], force: Iterable[str] = tuple(WORKER_MALLOC_ENV)
+) -> Iterator[None]:
+    """Nannies created inside spawn their workers with the pre-spawn environment ``env``, and
+    with ``env``'s values for the ``force`` variables (glibc's: it reads them when the process
+    starts) whatever this process's ``os.environ`` holds.
 
     Dask's nanny takes a variable from this process's ``os.environ`` over its
     ``pre-spawn-environ`` config, and leaves the values it spawned with in ``os.environ``: after
     any other LocalCluster in the same process (a notebook's, a test's), Dask's own
-    ``MALLOC_TRIM_THRESHOLD_=65536`` would win over the config. So the variables are set here
-    for the nannies' start and restored after; a nanny keeps what it read for restarts."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update({k: str(v) for k, v in env.items()})
+    ``MALLOC_TRIM_THRESHOLD_=65536`` would win over the config. So the ``force`` variables are
+    set here for the nannies' start and restored after (a nanny keeps what it read for
+    restarts); every other variable follows Dask's rules (the user's ``os.environ`` wins, a
+    ``None`` value is not set)."""
+    forced = {k: str(env[k]) for k in force if env.get(k) is not None}
+    saved = {k: os.environ.get(k) for k in forced}
+    os.environ.update(forced)
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(env)}):
             yield

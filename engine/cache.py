@@ -243,21 +243,6 @@ class MemoryLRU:
             self._data[key] = (values, compute_s, size, run)
             self._charge(run, size)
 
-    def swap(self, key: str, values: np.ndarray) -> bool:
-        """Hold ``values`` (the same numbers, elsewhere in memory: e.g. mapped from the
-        run's shared result file) instead of the entry's array, keeping its place, run and
-        compute time; False if ``key`` is not cached."""
-        values = values.view()
-        values.flags.writeable = False
-        size = _held_bytes(values)
-        with self._lock:
-            item = self._data.get(key)
-            if item is None or item[0].shape != values.shape:
-                return False
-            self._data[key] = (values, item[1], size, item[3])
-            self._charge(item[3], size - item[2])
-            return True
-
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
@@ -398,10 +383,6 @@ class TieredCache:
                 self.stats.l2_stored_bytes += len(blob)
             else:
                 self._note_l2_down()
-
-    def swap_l1(self, key: str, values: np.ndarray) -> bool:
-        """See :meth:`MemoryLRU.swap` (L2 holds bytes, not arrays: nothing to swap there)."""
-        return self.l1 is not None and self.l1.swap(key, values)
 
     def _note_l2_down(self) -> None:
         self.stats.l2_errors += 1

@@ -26,7 +26,6 @@ running sum starts at a different row (summation order), so comparisons use 1e-1
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 import logging
 import os
@@ -205,48 +204,9 @@ def warm_in_background() -> threading.Thread:
     ``cluster.worker``): the worker takes tasks at once, and the first block task waits only
     for what is left of the load."""
 
-    def warm() -> None:
-        _warm_once()
-        # Loading the kernels leaves ~200k long-lived objects (numba's types and dispatchers):
-        # moved out of the collector's reach, a full collection no longer walks them (each
-        # took ~0.1 s in a worker's first run).
-        gc.collect()
-        gc.freeze()
-
-    thread = threading.Thread(target=warm, name="alphaforge-kernel-warmup", daemon=True)
+    thread = threading.Thread(target=_warm_once, name="alphaforge-kernel-warmup", daemon=True)
     thread.start()
     return thread
-
-
-#: Outputs' memory-cache entries move to the shared result file only in strips of at least
-#: this many bytes, and of at least 1/MAX_L1_MAPPINGS of the cache's size: each is a mapping
-#: of its own, and a process may hold ~65k mappings in all (vm.max_map_count).
-MIN_MAPPED_STRIP = 128 << 10
-MAX_L1_MAPPINGS = 16384
-
-
-def _l1_from_shared(
-    plan: Plan,
-    shared: SharedOutput,
-    b0: int,
-    b1: int,
-    tiers: TieredCache,
-    key_of: Callable[[str], str],
-) -> None:
-    """Point the memory cache's entries for this block's outputs at their rows in the shared
-    result file: the same numbers, in pages the run's result holds anyway, so the private
-    copies are freed and reused by the next block. Without this, the cache keeps a second
-    copy of every output (Alpha158 over 2000 x 200: ~250 MB per worker per cold run, each
-    page first-touched; on this VM ~70k page faults and 1-3 s of system time per worker)."""
-    strip = (b1 - b0) * shared.n_symbols * 8
-    if tiers.l1 is None or strip < max(MIN_MAPPED_STRIP, tiers.l1.max_bytes // MAX_L1_MAPPINGS):
-        return
-    names = {}
-    for name, key in plan.outputs.items():
-        if plan.nodes[key].cached and key not in names.values():
-            names[name] = key
-    for name, view in shared.mapped(b0, b1, list(names)).items():
-        tiers.swap_l1(key_of(names[name]), view)
 
 
 def run_block(
@@ -418,8 +378,6 @@ def run_block(
         sink_rows = int(sink(b0, b1, values))
     elif shared is not None and shared.write(b0, b1, values):
         values = None
-        if whole and tiers.l1 is not None:
-            _l1_from_shared(plan, shared, b0, b1, tiers, lambda k: key_for(k, own_block))
     try:
         from distributed import get_worker
 

@@ -78,32 +78,6 @@ class SharedOutput:
             os.close(fd)
         return True
 
-    def mapped(self, b0: int, b1: int, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """Read-only ``(b1 - b0, symbols)`` views of rows ``[b0, b1)`` of ``names`` as written,
-        one page-aligned mapping of the file each (a view lives as long as it is referenced;
-        the file may be unlinked meanwhile). Empty if the file cannot be opened."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return {}
-        index = {name: i for i, name in enumerate(self.names)}
-        row_bytes = self.n_symbols * 8
-        out: dict[str, np.ndarray] = {}
-        try:
-            for name in names:
-                offset = (index[name] * self.n_dates + b0) * row_bytes
-                start = offset - offset % mmap.ALLOCATIONGRANULARITY
-                length = offset - start + (b1 - b0) * row_bytes
-                mm = mmap.mmap(fd, length, prot=mmap.PROT_READ, offset=start)
-                out[name] = np.frombuffer(
-                    mm, dtype=np.float64, count=(b1 - b0) * self.n_symbols, offset=offset - start
-                ).reshape(b1 - b0, self.n_symbols)
-        except (OSError, ValueError):
-            return {}
-        finally:
-            os.close(fd)
-        return out
-
     def unlink(self) -> None:
         """Remove the file (the client's mapping stays valid)."""
         try:

@@ -288,16 +288,23 @@ def test_workers_get_the_allocator_settings_after_another_cluster(monkeypatch):
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what a plain LocalCluster leaves
     monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
-    with spawning_with(worker_environ()):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own: still wins, as with Dask
+    monkeypatch.delenv("ALPHAFORGE_TEST_UNSET", raising=False)
+    env = {**worker_environ(), "OMP_NUM_THREADS": 1, "ALPHAFORGE_TEST_UNSET": None}
+    with spawning_with(env):
         cluster = LocalCluster(
             n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     client = Client(cluster, set_as_default=False)
     try:
         seen = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+        other = client.run(
+            lambda: (os.environ.get("OMP_NUM_THREADS"), os.environ.get("ALPHAFORGE_TEST_UNSET"))
+        )
     finally:
         client.close()
         cluster.close()
     assert seen and all(env == WORKER_MALLOC_ENV for env in seen.values()), seen
+    assert set(other.values()) == {("3", None)}, other  # None: not set (not "None")
     assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
     assert "MALLOC_TOP_PAD_" not in os.environ

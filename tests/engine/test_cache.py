@@ -303,22 +303,3 @@ def test_keys_depend_on_the_universe_even_for_constant_nodes(redis_url, redis_na
     for name in factors:
         assert again[name].shape == narrow.shape
         np.testing.assert_array_equal(again[name], expected[name])
-
-
-def test_memory_lru_swap_keeps_place_run_and_counts_bytes():
-    from engine.cache import MemoryLRU
-
-    lru = MemoryLRU(10_000)
-    big = np.zeros((100, 8))  # 6400 bytes
-    lru.put("a", big[:50], 1.5, run="r1")  # a view of half the buffer: holds all 6400
-    lru.put("b", np.ones((10, 8)), 0.5, run="r2")
-    assert lru.nbytes == 6400 + 640
-    smaller = np.arange(400.0).reshape(50, 8)
-    assert lru.swap("a", smaller)
-    assert lru.nbytes == 3200 + 640 and lru._own == {"r1": 3200, "r2": 640}
-    values, seconds = lru.get("a")
-    assert values is not smaller and np.array_equal(values, smaller) and seconds == 1.5
-    assert not values.flags.writeable
-    assert not lru.swap("missing", smaller)
-    assert not lru.swap("a", smaller[:10])  # another shape is not the same entry's values
-    assert list(lru._data) == ["b", "a"]  # swap did not change recency; get did

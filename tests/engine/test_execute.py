@@ -241,60 +241,6 @@ def test_memory_cache_smaller_than_a_run_still_hits_on_the_next_run(dask_client,
     assert_same(third.factors, evaluate(MIXED, small_panel))
 
 
-def test_memory_cache_holds_outputs_in_the_shared_result_file(small_panel, tmp_path, monkeypatch):
-    """After a block writes its outputs into the shared result file, the memory cache's
-    entries for them are read-only mappings of those rows (no private second copy), survive
-    the file's removal, and a later run of the same block hits them with the same values."""
-    import mmap
-
-    from engine import execute, shared_output
-    from engine.cache import process_l1
-    from engine.execute import BlockData, CacheConfig, row_digests, run_block
-
-    monkeypatch.setattr(execute, "MIN_MAPPED_STRIP", 0)  # the test panel's strips are small
-    monkeypatch.setattr(execute, "MAX_L1_MAPPINGS", 1 << 40)
-    factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)", "r": "rank(open)"}
-    p = plan(factors, small_panel, block_rows=40)
-    t, n = small_panel.shape
-    data = BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)
-    digests = row_digests(small_panel, p.fields)
-    cache = CacheConfig(namespace=f"shm-l1-{time.time_ns()}", run="first", l1_bytes=64 << 20)
-    spec, arrays = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
-    b0, b1 = p.blocks[1]
-    first = run_block(p, data, b0, b1, digests, cache, shared=spec)
-    assert first.values is None and first.stats.stored >= len(factors)
-    spec.unlink()
-
-    lru = process_l1(cache.l1_bytes)
-    held = [v for k, (v, *_rest) in lru._data.items() if k.startswith(cache.namespace)]
-    mapped = []
-    for v in held:
-        base = v
-        while isinstance(base, np.ndarray) and base.base is not None:
-            base = base.base
-        mapped.append(isinstance(getattr(base, "obj", base), mmap.mmap))  # a memoryview of it
-    assert sum(mapped) == len(factors), "each output's entry should map the result file"
-    assert all(not v.flags.writeable for v in held)
-
-    again = run_block(p, data, b0, b1, digests, dataclasses_replace(cache, run="second"))
-    assert again.stats.l1_hits == len(factors) and again.computed == 0
-    # a cache so big that its strips could exhaust the process's mappings keeps private copies
-    monkeypatch.setattr(execute, "MAX_L1_MAPPINGS", 2)
-    big = dataclasses_replace(cache, namespace=cache.namespace + "-big", run="big")
-    spec2, _ = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
-    run_block(p, data, b0, b1, digests, big, shared=spec2)
-    spec2.unlink()
-    assert not any(
-        isinstance(getattr(v.base, "base", None), memoryview)
-        for k, (v, *_r) in lru._data.items()
-        if k.startswith(big.namespace)
-    )
-    expected = evaluate(factors, small_panel)
-    for name in factors:
-        np.testing.assert_array_equal(again.values[name], arrays[name][b0:b1], err_msg=name)
-        assert_same({name: again.values[name]}, {name: expected[name][b0:b1]})
-
-
 def dataclasses_replace(obj, **changes):
     import dataclasses
 
