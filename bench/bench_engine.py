@@ -282,7 +282,7 @@ def section_plan(factors, panel, block_rows) -> None:
             if isinstance(n.expr, Field)
         }
         reads = sum(
-            b1 - max(0, b0 - min(extra, b0)) for b0, b1 in p.blocks for extra in field_rows.values()
+            b1 - max(0, b0 - extra) for b0, b1 in p.blocks for extra in field_rows.values()
         ) / max(1, len(field_rows))
         rows.append(
             [

@@ -26,6 +26,7 @@ running sum starts at a different row (summation order), so comparisons use 1e-1
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -95,7 +96,6 @@ class ChunkedData:
         self.parts = sorted(parts, key=lambda p: p.row0)
         self.n_symbols = self.parts[0].n_symbols
         self.groups = self.parts[0].groups  # its names, for group_level; rows via group()
-        self.row0 = self.parts[0].row0
 
     def _rows(self, read: Callable[[BlockData, int, int], np.ndarray], r0: int, r1: int):
         pieces = []
@@ -164,22 +164,17 @@ DATES = "__dates__"
 def _node_fields(plan: Plan, groups: Mapping[str, Any]) -> Callable[[str], tuple[str, ...]]:
     """``fields(key)``: the fields (and the calendar) a node reads, each node's set built once
     from its children's."""
-    sets: dict[str, frozenset[str]] = {}
-    sorted_sets: dict[str, tuple[str, ...]] = {}
 
+    @functools.cache
     def own(key: str) -> frozenset[str]:
-        if key not in sets:
-            e = plan.nodes[key].expr
-            if isinstance(e, Field):
-                sets[key] = frozenset((group_level(groups, e.name), DATES))
-            else:
-                sets[key] = frozenset({DATES}).union(*(own(c) for c in plan.nodes[key].children))
-        return sets[key]
+        e = plan.nodes[key].expr
+        if isinstance(e, Field):
+            return frozenset((group_level(groups, e.name), DATES))
+        return frozenset({DATES}).union(*(own(c) for c in plan.nodes[key].children))
 
+    @functools.cache
     def fields(key: str) -> tuple[str, ...]:
-        if key not in sorted_sets:
-            sorted_sets[key] = tuple(sorted(own(key)))
-        return sorted_sets[key]
+        return tuple(sorted(own(key)))
 
     return fields
 
@@ -203,7 +198,6 @@ def warm_in_background() -> threading.Thread:
     """Start loading the kernels in a daemon thread (a worker calls this when it starts, see
     ``cluster.worker``): the worker takes tasks at once, and the first block task waits only
     for what is left of the load."""
-
     thread = threading.Thread(target=_warm_once, name="alphaforge-kernel-warmup", daemon=True)
     thread.start()
     return thread
@@ -555,18 +549,11 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     """A 16-byte fingerprint of every row of every field (or group), with its date and the
     universe (``engine.kernels.fingerprint``); a range of rows is versioned by hashing its row
     fingerprints (``_range_version``)."""
-    from engine.kernels._jit import warmup_lock
-    from engine.kernels.fingerprint import row_fingerprints
-
+    row_fingerprints = _fingerprint_kernel()
     sym = hashlib.blake2b("\x1f".join(map(str, panel.symbols)).encode(), digest_size=16).digest()
     dates = np.ascontiguousarray(panel.dates.asi8, dtype="<i8")
     out: dict[str, np.ndarray] = {}
     groups = getattr(panel, "groups", {}) or {}
-    global _FINGERPRINT_LOADED
-    if not _FINGERPRINT_LOADED:
-        with warmup_lock():  # numba's on-disk cache: one process builds it at a time
-            row_fingerprints(dates[:1, None], dates[:1], b"")
-        _FINGERPRINT_LOADED = True
     for f in [*fields, DATES]:
         arr = dates[:, None] if f == DATES else np.asarray(panel[f])
         if f in groups:  # label text, not codes: panels number their labels differently
@@ -587,7 +574,16 @@ def row_digests(panel: Any, fields: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-_FINGERPRINT_LOADED = False
+@functools.cache
+def _fingerprint_kernel() -> Callable[..., np.ndarray]:
+    """``row_fingerprints``, compiled or loaded once per process under the warm-up lock
+    (numba's on-disk cache: one process builds it at a time)."""
+    from engine.kernels import fingerprint
+    from engine.kernels._jit import warmup_lock
+
+    with warmup_lock():
+        fingerprint.warmup()
+    return fingerprint.row_fingerprints
 
 
 def _workers(client: Any) -> dict[str, dict[str, Any]]:
