@@ -162,7 +162,11 @@ def _held_bytes(values: np.ndarray) -> int:
 
 
 class MemoryLRU:
-    """A thread-safe LRU of arrays bounded by total bytes; arrays are kept read-only."""
+    """A thread-safe LRU of arrays bounded by total bytes; arrays are kept read-only.
+
+    An entry may also be a view of a buffer many entries share (:meth:`share`: a run's
+    result file mapped in this process). The buffer is then charged once, as an entry of its
+    own that lives while any of its users does, and evicting it evicts them all."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
@@ -172,27 +176,36 @@ class MemoryLRU:
         self._own: dict[str, int] = {}  # bytes held per run
         self._bytes = 0
         self._lock = threading.Lock()
+        self._backing: dict[str, str] = {}  # entry -> the shared buffer it is a view of
+        self._users: dict[str, set[str]] = {}  # shared buffer -> its entries
 
     @property
     def nbytes(self) -> int:
         return self._bytes
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) - len(self._users)
 
     def get(self, key: str, run: str = "") -> tuple[np.ndarray, float] | None:
-        """The entry (values, compute seconds) or None; a hit by ``run`` makes the entry that
-        run's own (see :meth:`put`)."""
+        """The entry (values, compute seconds) or None; a hit by ``run`` makes the entry (and
+        the buffer it shares, if any) that run's own (see :meth:`put`)."""
         with self._lock:
             item = self._data.get(key)
-            if item is None:
+            if item is None or key in self._users:
                 return None
-            self._data.move_to_end(key)
-            if run and item[3] != run:
-                self._data[key] = (*item[:3], run)
-                self._charge(item[3], -item[2])
-                self._charge(run, item[2])
+            for k in (key, self._backing.get(key)):
+                if k is not None:
+                    self._data.move_to_end(k)
+                    self._take(k, run)
             return item[0], item[1]
+
+    def _take(self, key: str, run: str) -> None:
+        """Make ``key`` the entry of ``run`` (its bytes move to that run's account)."""
+        item = self._data[key]
+        if run and item[3] != run:
+            self._data[key] = (*item[:3], run)
+            self._charge(item[3], -item[2])
+            self._charge(run, item[2])
 
     def _charge(self, run: str, nbytes: int) -> None:
         """Add ``nbytes`` (may be negative) to the bytes held for ``run`` and in all."""
@@ -202,6 +215,38 @@ class MemoryLRU:
             self._own[run] = held
         else:
             self._own.pop(run, None)
+
+    def _owner(self, key: str) -> str:
+        """The run an entry belongs to: a view of a shared buffer belongs to the buffer's."""
+        return self._data[self._backing.get(key, key)][3]
+
+    def _remove(self, key: str) -> None:
+        """Drop ``key``; a shared buffer takes its users with it and goes with its last."""
+        item = self._data.pop(key, None)
+        if item is None:
+            return
+        self._charge(item[3], -item[2])
+        for user in self._users.pop(key, ()):
+            del self._backing[user]
+            self._remove(user)
+        backing = self._backing.pop(key, None)
+        if backing is not None:
+            users = self._users[backing]
+            users.discard(key)
+            if not users:
+                self._remove(backing)
+
+    def _make_room(self, size: int, run: str) -> bool:
+        """Evict least recently used entries of runs other than ``run`` until ``size`` more
+        bytes fit; False if they cannot."""
+        own = self._own.get(run, 0) if run else 0
+        while self._bytes + size > self.max_bytes and self._bytes > own:
+            k = next(iter(self._data))  # the least recently used
+            if run and self._owner(k) == run:
+                self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
+            else:
+                self._remove(k)
+        return self._bytes + size <= self.max_bytes
 
     def put(self, key: str, values: np.ndarray, compute_s: float, run: str = "") -> None:
         """Keep ``values``: a C-ordered float64 array is kept as a read-only view, not copied
@@ -226,27 +271,64 @@ class MemoryLRU:
         if size > self.max_bytes:
             return
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._charge(old[3], -old[2])
-            own = self._own.get(run, 0) if run else 0
-            while self._bytes + size > self.max_bytes and self._bytes > own:
-                k = next(iter(self._data))  # the least recently used
-                if run and self._data[k][3] == run:
-                    self._data.move_to_end(k)  # this run's own: skipped, and not rescanned
-                else:
-                    _, _, freed, owner = self._data.pop(k)
-                    self._charge(owner, -freed)
-            if self._bytes + size > self.max_bytes:
+            if key in self._users:
+                return
+            self._remove(key)
+            if not self._make_room(size, run):
                 self.refused += 1
                 return
             self._data[key] = (values, compute_s, size, run)
             self._charge(run, size)
 
+    def share(
+        self, key: str, values: np.ndarray, backing: str, backing_bytes: int, run: str = ""
+    ) -> bool:
+        """Hold ``values`` (the same numbers as ``key``'s entry, as a view of a buffer of
+        ``backing_bytes`` that other entries may share, named ``backing``) instead of the
+        entry's own array, which is released. The buffer is charged once, to ``run``. False,
+        and nothing changes, if ``key`` is not cached with this shape or the buffer would take
+        more than half the cache or not fit beside ``run``'s own entries."""
+        values = values.view()
+        values.flags.writeable = False
+        with self._lock:
+            item = self._data.get(key)
+            if item is None or key in self._users or item[0].shape != values.shape:
+                return False
+            if self._backing.get(key) == backing:
+                return True
+            if backing not in self._data:
+                if 2 * backing_bytes > self.max_bytes:
+                    return False
+                own = (self._own.get(run, 0) - self._released(key, run)) if run else 0
+                if own + backing_bytes > self.max_bytes:
+                    return False
+                self._remove(key)
+                self._make_room(backing_bytes, run)
+                self._data[backing] = (np.empty(0), 0.0, int(backing_bytes), run)
+                self._charge(run, int(backing_bytes))
+                self._users[backing] = set()
+            else:
+                self._remove(key)
+                self._data.move_to_end(backing)
+            self._data[key] = (values, item[1], 0, item[3])
+            self._backing[key] = backing
+            self._users[backing].add(key)
+            return True
+
+    def _released(self, key: str, run: str) -> int:
+        """Bytes of ``run`` that removing ``key`` would free."""
+        backing = self._backing.get(key)
+        if backing is None:
+            return self._data[key][2] if self._data[key][3] == run else 0
+        alone = self._users[backing] == {key}
+        return self._data[backing][2] if alone and self._data[backing][3] == run else 0
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
             self._own.clear()
+            self._backing.clear()
+            self._users.clear()
             self._bytes = 0
 
 

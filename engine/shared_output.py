@@ -13,14 +13,23 @@ The file is unlinked as soon as the run ends (successfully or not); the client's
 mapping, and so the result arrays, live on until the arrays are garbage-collected. Should the
 tmpfs fill up during a run, the blocks that cannot be written are sent over the network and
 the client moves the result to private memory (``compute``).
+
+A worker may also map the file (:meth:`SharedOutput.mapped`): its memory cache then holds
+the outputs it wrote as views of those pages instead of a private second copy. That mapping
+is made through libc's ``mmap`` and keeps no file descriptor open (Python's ``mmap`` module
+keeps a duplicate of one per mapping until 3.13's ``trackfd=False``); it is unmapped when
+the last view of it is garbage-collected.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import mmap
 import os
 import secrets
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -78,12 +87,70 @@ class SharedOutput:
             os.close(fd)
         return True
 
+    def mapped(self) -> np.ndarray | None:
+        """A read-only ``(names, dates, symbols)`` view of the whole file in this process, or
+        None if it cannot be opened or mapped (a worker on another host, a platform without
+        libc's ``mmap``). Every caller in a process shares one mapping, which lives while any
+        view of it does (the file may be unlinked meanwhile) and holds no file descriptor."""
+        with _MAPPED_LOCK:
+            buf = _MAPPED.get(self.path)
+            if buf is None:
+                try:
+                    fd = os.open(self.path, os.O_RDONLY)
+                except OSError:
+                    return None
+                try:
+                    if os.fstat(fd).st_size != self.nbytes:
+                        return None
+                    buf = _map_readonly(fd, self.nbytes)
+                except OSError:
+                    return None
+                finally:
+                    os.close(fd)  # the mapping does not need it
+                _MAPPED[self.path] = buf
+        arr = np.frombuffer(buf, dtype=np.float64).reshape(
+            len(self.names), self.n_dates, self.n_symbols
+        )
+        arr.flags.writeable = False
+        return arr
+
     def unlink(self) -> None:
         """Remove the file (the client's mapping stays valid)."""
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+
+
+# path -> this process's mapping of it, while any view of it lives
+_MAPPED: weakref.WeakValueDictionary[str, ctypes.Array] = weakref.WeakValueDictionary()
+_MAPPED_LOCK = threading.Lock()
+
+
+def _map_readonly(fd: int, nbytes: int) -> ctypes.Array:
+    """``nbytes`` of ``fd`` mapped shared and read-only through libc (the caller may close
+    ``fd`` at once); unmapped when the returned buffer is garbage-collected."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int64,
+        ]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    except (OSError, AttributeError) as exc:
+        raise OSError(f"libc mmap unavailable: {exc}") from exc
+    addr = libc.mmap(None, nbytes, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if addr is None or addr == ctypes.c_void_p(-1).value:  # MAP_FAILED
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    buf = (ctypes.c_char * nbytes).from_address(addr)
+    weakref.finalize(buf, libc.munmap, addr, nbytes)
+    return buf
 
 
 def create(

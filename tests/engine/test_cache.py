@@ -111,6 +111,89 @@ def test_lru_keeps_a_runs_own_entries_so_a_too_long_scan_still_hits_next_time():
     assert big.nbytes == 1600 + 400 and not np.shares_memory(big.get("w")[0], base)
 
 
+def _consistent(lru: MemoryLRU) -> None:
+    """The byte accounts match the entries: total and per run, a shared buffer once."""
+    per_run: dict[str, int] = {}
+    for _, _, size, run in lru._data.values():
+        per_run[run] = per_run.get(run, 0) + size
+    assert lru.nbytes == sum(per_run.values()) <= lru.max_bytes
+    assert {r: b for r, b in per_run.items() if b} == lru._own
+    assert all(lru._backing[u] == b for b, users in lru._users.items() for u in users)
+
+
+def test_lru_shared_buffer_is_charged_once_and_lives_while_its_entries_do():
+    """Entries moved onto one shared buffer (a run's result file) release their own arrays,
+    charge the buffer once to the run, and take it with them when the last goes; evicting
+    the buffer evicts its entries; a buffer over half the cache is refused."""
+    file = np.arange(2 * 20 * 10, dtype=np.float64).reshape(2, 20, 10)  # 3200 bytes
+    lru = MemoryLRU(max_bytes=8000)
+    for i in range(2):
+        lru.put(f"a{i}", file[i, :10].copy(), 1.0 + i, run="r1")  # 800 bytes each
+    lru.put("other", np.ones((10, 10)), 0.0, run="r0")
+    assert lru.nbytes == 2400
+    assert lru.share("a0", file[0, :10], "file:x", file.nbytes, run="r1")
+    assert lru.share("a1", file[1, :10], "file:x", file.nbytes, run="r1")
+    assert lru.nbytes == 3200 + 800 and len(lru) == 3
+    _consistent(lru)
+    values, seconds = lru.get("a1", "r1")
+    assert np.shares_memory(values, file) and seconds == 2.0 and not values.flags.writeable
+    assert lru.get("file:x") is None  # the buffer is no entry of its own
+    # nothing to share: a missing key, another shape, a buffer over half the cache
+    assert not lru.share("missing", file[0, :10], "file:x", file.nbytes)
+    assert not lru.share("other", file[0, :5], "file:x", file.nbytes)
+    assert not lru.share("other", file[0, :10], "file:big", 5000)
+    assert lru.nbytes == 4000
+    # the shared buffer goes with its last entry
+    lru.put("a0", np.zeros((10, 10)), 0.0, run="r1")  # replaced by a private array
+    assert lru.nbytes == 3200 + 800 + 800
+    lru.put("a1", np.zeros((10, 10)), 0.0, run="r1")
+    assert lru.nbytes == 3 * 800 and not lru._users and not lru._backing
+    _consistent(lru)
+    # evicting the buffer (least recently used) evicts its entries with it
+    small = MemoryLRU(max_bytes=6400)
+    small.put("s", file[0, :10].copy(), 0.0, run="r1")
+    assert small.share("s", file[0, :10], "file:x", file.nbytes, run="r1")
+    small.put("new", np.ones((20, 10)), 0.0, run="r2")
+    small.put("newer", np.ones((20, 10)), 0.0, run="r2")  # 3200 + 2 x 1600 fits exactly
+    assert small.get("s") is not None
+    small.put("newest", np.ones((20, 10)), 0.0, run="r2")
+    assert small.get("s") is None and small.nbytes == 3 * 1600 and not small._users
+    _consistent(small)
+    # a run's own shared buffer is not evicted for it: its next entries are refused instead
+    own = MemoryLRU(max_bytes=6400)
+    own.put("s", file[0, :10].copy(), 0.0, run="r1")
+    assert own.share("s", file[0, :10], "file:x", file.nbytes, run="r1")
+    for k in ("t", "u", "v"):
+        own.put(k, np.ones((20, 10)), 0.0, run="r1")
+    assert own.refused == 1 and own.get("s") is not None and own.get("v") is None
+    _consistent(own)
+
+
+def test_lru_eviction_keeps_accounts_consistent_with_shared_buffers():
+    """A random mix of puts, shares, hits and evictions over several runs never loses track
+    of a byte and never holds more than its bound."""
+    rng = np.random.default_rng(3)
+    files = {f"file:{i}": np.zeros((4, 10, 10)) for i in range(3)}  # 3200 bytes each
+    lru = MemoryLRU(max_bytes=9000)
+    for step in range(2000):
+        run = f"r{rng.integers(3)}"
+        key = f"k{rng.integers(12)}"
+        action = rng.integers(3)
+        if action == 0:
+            lru.put(key, np.ones((rng.integers(1, 10), 10)), 0.0, run=run)
+        elif action == 1:
+            name = f"file:{rng.integers(3)}"
+            hit = lru.get(key)
+            if hit is not None and hit[0].shape[0] <= 10:
+                rows = hit[0].shape[0]
+                lru.share(key, files[name][rng.integers(4), :rows], name, 3200, run=run)
+        else:
+            lru.get(key, run)
+        _consistent(lru)
+        for b, users in lru._users.items():
+            assert users, f"step {step}: shared buffer {b} kept without entries"
+
+
 def _fresh_cluster():
     from distributed import Client, LocalCluster
 

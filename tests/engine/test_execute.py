@@ -219,6 +219,89 @@ def test_shared_output_rows_land_in_the_client_arrays(tmp_path):
     assert shared_output.create(["x"], 5, 2, directory=tmp_path / "missing") is None
 
 
+def _mappings_of(path: str) -> int:
+    with open("/proc/self/maps") as fh:
+        return sum(path in line for line in fh)
+
+
+def _open_fds_to(path: str) -> int:
+    fds = os.listdir("/proc/self/fd")
+    return sum(os.path.realpath(f"/proc/self/fd/{fd}").startswith(path) for fd in fds)
+
+
+def test_a_process_maps_the_result_file_once_without_keeping_a_descriptor(tmp_path):
+    """Worker-side views of the result file share one mapping per process, hold no file
+    descriptor (a Python mmap would keep one per mapping), outlive the file's removal, and
+    the mapping goes when the last view does."""
+    import gc
+
+    from engine import shared_output
+
+    spec, arrays = shared_output.create(["x", "y"], 6, 3, directory=tmp_path)
+    del arrays  # the client's own mapping, not under test here
+    gc.collect()
+    spec.write(0, 6, {"x": np.arange(18.0).reshape(6, 3), "y": np.ones((6, 3))})
+    first = spec.mapped()[0, 2:4]
+    second = spec.mapped()[1, :]
+    assert not first.flags.writeable
+    np.testing.assert_array_equal(first, [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]])
+    assert _mappings_of(spec.path) == 1 and _open_fds_to(spec.path) == 0
+    spec.unlink()
+    np.testing.assert_array_equal(second, 1.0)
+    del first
+    gc.collect()
+    assert _mappings_of(spec.path) == 1  # `second` still holds it
+    del second
+    gc.collect()
+    assert _mappings_of(spec.path) == 0
+    assert spec.mapped() is None  # removed: nothing to map
+
+
+def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp_path):
+    """After a block writes its outputs into the shared result file, the memory cache holds
+    them as views of the file's pages (the private arrays are freed), charged once for the
+    file; a later run of the block hits them with the same values; a cache under twice the
+    file's size keeps private arrays."""
+    from engine import shared_output
+    from engine.cache import process_l1
+    from engine.execute import BlockData, CacheConfig, row_digests, run_block
+
+    factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)", "r": "rank(open)"}
+    p = plan(factors, small_panel, block_rows=40)
+    t, n = small_panel.shape
+    data = BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)
+    digests = row_digests(small_panel, p.fields)
+    lru = process_l1(64 << 20)
+    lru.clear()
+    cache = CacheConfig(namespace=f"shm-l1-{time.time_ns()}", run="first", l1_bytes=64 << 20)
+    spec, arrays = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
+    b0, b1 = p.blocks[1]
+    first = run_block(p, data, b0, b1, digests, cache, shared=spec)
+    assert first.values is None and first.stats.stored >= len(factors)
+    spec.unlink()
+    shared_keys = set(lru._backing)
+    assert len(shared_keys) == len(factors) and set(lru._users) == {f"file:{spec.path}"}
+    assert lru.nbytes == spec.nbytes + sum(
+        size for k, (_, _, size, _) in lru._data.items() if k not in lru._users
+    )
+    for k in shared_keys:
+        assert np.shares_memory(lru._data[k][0], spec.mapped())
+    again = run_block(p, data, b0, b1, digests, dataclasses_replace(cache, run="second"))
+    assert again.stats.l1_hits == len(factors) and again.computed == 0
+    expected = evaluate(factors, small_panel)
+    for name in factors:
+        np.testing.assert_array_equal(again.values[name], arrays[name][b0:b1], err_msg=name)
+        assert_same({name: again.values[name]}, {name: expected[name][b0:b1]})
+
+    lru.clear()
+    tight = dataclasses_replace(cache, l1_bytes=2 * spec.nbytes - 8, run="tight")
+    spec2, _ = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
+    run_block(p, data, b0, b1, digests, tight, shared=spec2)
+    spec2.unlink()
+    assert len(lru) > 0 and not lru._users and not lru._backing
+    lru.clear()
+
+
 def test_memory_cache_smaller_than_a_run_still_hits_on_the_next_run(dask_client, small_panel):
     """L1 far smaller than what one run caches: every later run still hits it (plain LRU,
     filled in block order and read in block order, can give none), and equals evaluate."""
