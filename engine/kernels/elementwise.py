@@ -38,6 +38,8 @@ import numbers
 from collections.abc import Callable
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from engine.kernels._jit import njit
 from engine.kernels._validate import as_panel_array
@@ -124,30 +126,78 @@ def _nan_if_any(out: np.ndarray, *values: Operand) -> np.ndarray:
 # ---- arithmetic ------------------------------------------------------------------------------
 
 
+_ADD, _SUB, _MUL, _DIV = range(4)
+
+
+def _at(v, i):
+    """``v[i]`` for an array, ``v`` for a scalar (inside numba kernels)."""
+
+
+@overload(_at)
+def _at_impl(v, i):
+    if isinstance(v, types.Array):
+        return lambda v, i: v[i]
+    return lambda v, i: v
+
+
+@njit(nogil=True, error_model="numpy")
+def _arith32_into(op, a, b, finite, out):
+    # Operands rounded to float32, the operation done in float64 and its result rounded to
+    # float32: the same bits as numpy's float32 arithmetic, since float64 carries more than
+    # twice float32's precision plus two bits, so rounding twice is exact for + - * /.
+    # One loop per operation so that each vectorises; a or b may be a scalar.
+    n = out.size
+    if op == _ADD:
+        for i in range(n):
+            out[i] = np.float32(np.float64(np.float32(_at(a, i))) + np.float32(_at(b, i)))
+    elif op == _SUB:
+        for i in range(n):
+            out[i] = np.float32(np.float64(np.float32(_at(a, i))) - np.float32(_at(b, i)))
+    elif op == _MUL:
+        for i in range(n):
+            out[i] = np.float32(np.float64(np.float32(_at(a, i))) * np.float32(_at(b, i)))
+    else:
+        for i in range(n):
+            out[i] = np.float32(np.float64(np.float32(_at(a, i))) / np.float32(_at(b, i)))
+    if finite:
+        for i in range(n):
+            if np.isinf(out[i]):
+                out[i] = np.nan
+
+
+def _arith(op: int, ufunc: np.ufunc, a: object, b: object, ieee: int, f32: int) -> np.ndarray:
+    """``ufunc(a, b)`` under the module's policy. With ``f32`` one fused pass
+    (``_arith32_into``) instead of numpy's: two float32 copies, the float32 result, its
+    float64 copy and the inf pass (Alpha158 in the qlib dialect has ~190 such nodes)."""
+    a, b = _operands(a=a, b=b)
+    shape = _shape(a, b)
+    if f32:
+        out = np.empty(shape, dtype=np.float64)
+        a, b = (v.reshape(-1) if isinstance(v, np.ndarray) else v for v in (a, b))
+        _arith32_into(op, a, b, not ieee, out.reshape(-1))
+        return out
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _finite(ufunc(a, b), shape, ieee)
+
+
 def add(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a + b."""
-    a, b = _to32(_operands(a=a, b=b), f32)
-    return _finite(np.add(a, b), _shape(a, b), ieee)
+    return _arith(_ADD, np.add, a, b, ieee, f32)
 
 
 def sub(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a - b."""
-    a, b = _to32(_operands(a=a, b=b), f32)
-    return _finite(np.subtract(a, b), _shape(a, b), ieee)
+    return _arith(_SUB, np.subtract, a, b, ieee, f32)
 
 
 def mul(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a * b."""
-    a, b = _to32(_operands(a=a, b=b), f32)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return _finite(np.multiply(a, b), _shape(a, b), ieee)
+    return _arith(_MUL, np.multiply, a, b, ieee, f32)
 
 
 def div(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
     """a / b; division by zero gives NaN (IEEE +-inf or 0/0, then inf mapped to NaN)."""
-    a, b = _to32(_operands(a=a, b=b), f32)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _finite(np.divide(a, b), _shape(a, b), ieee)
+    return _arith(_DIV, np.divide, a, b, ieee, f32)
 
 
 def pow_(a: object, b: object, ieee: int = 0, f32: int = 0) -> np.ndarray:
@@ -359,7 +409,7 @@ KERNELS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def warmup() -> None:
-    """Call every kernel once on a tiny array (nothing to compile; keeps the module API uniform)."""
+    """Call every kernel once on a tiny array (compiles or loads the numba helpers)."""
     x = np.array([[1.0, -2.0], [np.nan, 0.0]])
     for name, fn in KERNELS.items():
         if name == "clip":
@@ -368,3 +418,7 @@ def warmup() -> None:
         code = fn.__code__
         arrays = code.co_argcount - len(fn.__defaults__ or ())  # operands have no default
         fn(*([x] * arrays))
+    for fn in (add, sub, mul, div):  # the three operand kinds of _arith32_into
+        fn(x, x, f32=1)
+        fn(x, 2.0, f32=1)
+        fn(2.0, x, f32=1)

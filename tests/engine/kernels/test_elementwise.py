@@ -245,6 +245,46 @@ def test_f32_policy_is_numpy_float32_arithmetic():
     assert ew.add(a, b, f32=1).dtype == np.float64
 
 
+# float32 edge cases: overflow to inf in float32 only, subnormal results, signed zeros
+_f32_values = st.one_of(
+    st.sampled_from(
+        [NAN, math.inf, -math.inf, 0.0, -0.0, 1.0, 3.0, 1e-45, 1e-39, -1e-38, 3.4e38, 1e39, 1e300]
+    ),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.floats(width=32),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=hnp.arrays(np.float64, (3, 4), elements=_f32_values),
+    b=hnp.arrays(np.float64, (3, 4), elements=_f32_values),
+    scalar=st.sampled_from(["none", "a", "b"]),
+    ieee=st.sampled_from([0, 1]),
+)
+def test_f32_arithmetic_is_bitwise_numpy_float32(a, b, scalar, ieee):
+    """The fused float32 pass gives numpy's float32 bits (signed zeros, subnormals, overflow
+    to inf and NaN included), with the module's inf policy, for arrays and scalars."""
+    x = a[0, 0] if scalar == "a" else a
+    y = b[0, 0] if scalar == "b" else b
+    x, y = (float(v) if np.ndim(v) == 0 else v for v in (x, y))
+    ufuncs = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+    for name, ufunc in ufuncs.items():
+        with np.errstate(all="ignore"):
+            x32 = x.astype(np.float32) if isinstance(x, np.ndarray) else x
+            y32 = y.astype(np.float32) if isinstance(y, np.ndarray) else y
+            want = ufunc(x32, y32)
+            assert want.dtype == np.float32  # numpy's float32 arithmetic, scalars included
+            want = np.broadcast_to(want, (3, 4)).astype(np.float64)
+        if not ieee:
+            want = np.where(np.isinf(want), np.nan, want)
+        got = ew.KERNELS[name](x, y, ieee=ieee, f32=1)
+        assert got.dtype == np.float64 and got.shape == (3, 4)
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        signed = ~np.isnan(want)  # a NaN's sign bit means nothing
+        np.testing.assert_array_equal(np.signbit(got[signed]), np.signbit(want[signed]), name)
+
+
 def test_mask_and_inf_to_nan():
     listed = np.array([[np.nan, 1.0, 1.0, 1.0, np.nan]])
     x = np.array([[1.0, np.inf, np.nan, -2.0, 3.0]])
