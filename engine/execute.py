@@ -618,10 +618,9 @@ def _fingerprint_kernel() -> Callable[..., np.ndarray]:
     """``row_fingerprints``, compiled or loaded once per process under the warm-up lock
     (numba's on-disk cache: one process builds it at a time)."""
     from engine.kernels import fingerprint
-    from engine.kernels._jit import warmup_lock
+    from engine.kernels._jit import locked_warmup
 
-    with warmup_lock():
-        fingerprint.warmup()
+    locked_warmup(fingerprint.warmup)
     return fingerprint.row_fingerprints
 
 
