@@ -292,7 +292,12 @@ class MemoryLRU:
         values.flags.writeable = False
         with self._lock:
             item = self._data.get(key)
-            if item is None or key in self._users or item[0].shape != values.shape:
+            if (
+                item is None
+                or key in self._users
+                or item[0].shape != values.shape
+                or (backing in self._data and backing not in self._users)  # a plain entry
+            ):
                 return False
             if self._backing.get(key) == backing:
                 return True

@@ -30,6 +30,7 @@ import functools
 import gc
 import hashlib
 import logging
+import mmap
 import os
 import threading
 import time
@@ -225,6 +226,10 @@ def warm_in_background() -> threading.Thread:
     return thread
 
 
+#: Result files smaller than this are not mapped into the memory cache (see below).
+MIN_SHARED_FILE = 4 << 20
+
+
 def _cache_from_shared(
     plan: Plan,
     shared: SharedOutput,
@@ -239,9 +244,12 @@ def _cache_from_shared(
     the shared result file, so their private copies are freed and reused by the next block.
     Without this a cold run keeps a second copy of every output: Alpha158 over 2000 x 200,
     ~260 MB per worker, every page newly touched (on a VM, 1-3 s of system time per worker).
-    The file is charged to the cache once (``MemoryLRU.share``, which refuses a file over half
-    the cache: then nothing is mapped)."""
-    if 2 * shared.nbytes > l1.max_bytes:
+    The file is charged to the cache once, in whole pages (``MemoryLRU.share``, which refuses
+    a file over half the cache: then nothing is mapped). Files under ``MIN_SHARED_FILE`` are
+    not mapped: little is saved, and each mapping counts against the process's map limit
+    (``vm.max_map_count``, 65530 by default), which this bounds to ``l1 / MIN_SHARED_FILE``."""
+    charge = -(-shared.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+    if shared.nbytes < MIN_SHARED_FILE or 2 * charge > l1.max_bytes:
         return
     rows = shared.mapped()
     if rows is None:
@@ -252,7 +260,7 @@ def _cache_from_shared(
         if plan.nodes[key].cached and key not in done:
             done.add(key)
             view = rows[index[name], b0:b1]
-            l1.share(key_for(key, block), view, f"file:{shared.path}", shared.nbytes, run)
+            l1.share(key_for(key, block), view, f"file:{shared.path}", charge, run)
 
 
 def run_block(

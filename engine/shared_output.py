@@ -108,11 +108,10 @@ class SharedOutput:
                 finally:
                     os.close(fd)  # the mapping does not need it
                 _MAPPED[self.path] = buf
-        arr = np.frombuffer(buf, dtype=np.float64).reshape(
-            len(self.names), self.n_dates, self.n_symbols
-        )
-        arr.flags.writeable = False
-        return arr
+        # through a read-only memoryview: numpy would let a view of the ctypes array be made
+        # writable again, and a store into the read-only pages would crash the process
+        arr = np.frombuffer(memoryview(buf).toreadonly(), dtype=np.float64)
+        return arr.reshape(len(self.names), self.n_dates, self.n_symbols)
 
     def unlink(self) -> None:
         """Remove the file (the client's mapping stays valid)."""
@@ -149,7 +148,8 @@ def _map_readonly(fd: int, nbytes: int) -> ctypes.Array:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     buf = (ctypes.c_char * nbytes).from_address(addr)
-    weakref.finalize(buf, libc.munmap, addr, nbytes)
+    # not at interpreter exit: a daemon thread (a Dask task) may still be reading a view
+    weakref.finalize(buf, libc.munmap, addr, nbytes).atexit = False
     return buf
 
 

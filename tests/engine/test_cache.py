@@ -142,6 +142,7 @@ def test_lru_shared_buffer_is_charged_once_and_lives_while_its_entries_do():
     assert not lru.share("missing", file[0, :10], "file:x", file.nbytes)
     assert not lru.share("other", file[0, :5], "file:x", file.nbytes)
     assert not lru.share("other", file[0, :10], "file:big", 5000)
+    assert not lru.share("other", file[0, :10], "a0", 3200)  # a plain entry's name
     assert lru.nbytes == 4000
     # the shared buffer goes with its last entry
     lru.put("a0", np.zeros((10, 10)), 0.0, run="r1")  # replaced by a private array

@@ -244,6 +244,8 @@ def test_a_process_maps_the_result_file_once_without_keeping_a_descriptor(tmp_pa
     first = spec.mapped()[0, 2:4]
     second = spec.mapped()[1, :]
     assert not first.flags.writeable
+    with pytest.raises(ValueError):
+        first.flags.writeable = True  # a store would crash the process
     np.testing.assert_array_equal(first, [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]])
     assert _mappings_of(spec.path) == 1 and _open_fds_to(spec.path) == 0
     spec.unlink()
@@ -257,14 +259,46 @@ def test_a_process_maps_the_result_file_once_without_keeping_a_descriptor(tmp_pa
     assert spec.mapped() is None  # removed: nothing to map
 
 
-def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp_path):
+def test_a_thread_reading_a_mapped_view_at_interpreter_exit_does_not_crash(tmp_path):
+    """Dask's task threads are daemons: one may still read a cached view of the result file
+    while the worker process exits, so the mapping must not be unmapped at exit."""
+    import subprocess
+    import sys
+
+    script = f"""
+import threading, time
+import numpy as np
+from pathlib import Path
+from engine import shared_output
+spec, arrays = shared_output.create(["f"], 4096, 64, directory=Path({str(tmp_path)!r}))
+del arrays
+spec.write(0, 4096, {{"f": np.ones((4096, 64))}})
+view = spec.mapped()[0]
+spec.unlink()
+def read():
+    while True:
+        view.sum()
+threading.Thread(target=read, daemon=True).start()
+time.sleep(0.2)
+print("exiting", flush=True)
+"""
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0 and "exiting" in done.stdout, done
+
+
+def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp_path, monkeypatch):
     """After a block writes its outputs into the shared result file, the memory cache holds
     them as views of the file's pages (the private arrays are freed), charged once for the
-    file; a later run of the block hits them with the same values; a cache under twice the
-    file's size keeps private arrays."""
-    from engine import shared_output
+    file in whole pages; a later run of the block hits them with the same values; a cache
+    under twice the file's size, or a file under ``MIN_SHARED_FILE``, keeps private arrays."""
+    import mmap
+
+    from engine import execute, shared_output
     from engine.cache import process_l1
     from engine.execute import BlockData, CacheConfig, row_digests, run_block
+
+    monkeypatch.setattr(execute, "MIN_SHARED_FILE", 0)  # the test panel's file is small
 
     factors = {"mom": "close / delay(close, 20) - 1", "m": "ts_mean(volume, 5)", "r": "rank(open)"}
     p = plan(factors, small_panel, block_rows=40)
@@ -281,7 +315,9 @@ def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp
     spec.unlink()
     shared_keys = set(lru._backing)
     assert len(shared_keys) == len(factors) and set(lru._users) == {f"file:{spec.path}"}
-    assert lru.nbytes == spec.nbytes + sum(
+    pages = -(-spec.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
+    assert spec.nbytes % mmap.PAGESIZE and pages > spec.nbytes  # the rounding is tested
+    assert lru.nbytes == pages + sum(
         size for k, (_, _, size, _) in lru._data.items() if k not in lru._users
     )
     for k in shared_keys:
@@ -293,12 +329,17 @@ def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp
         np.testing.assert_array_equal(again.values[name], arrays[name][b0:b1], err_msg=name)
         assert_same({name: again.values[name]}, {name: expected[name][b0:b1]})
 
-    lru.clear()
-    tight = dataclasses_replace(cache, l1_bytes=2 * spec.nbytes - 8, run="tight")
-    spec2, _ = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
-    run_block(p, data, b0, b1, digests, tight, shared=spec2)
-    spec2.unlink()
-    assert len(lru) > 0 and not lru._users and not lru._backing
+    for label, l1_bytes, min_file in (
+        ("tight", 2 * pages - 8, 0),
+        ("small file", 64 << 20, spec.nbytes + 1),
+    ):
+        lru.clear()
+        monkeypatch.setattr(execute, "MIN_SHARED_FILE", min_file)
+        other = dataclasses_replace(cache, l1_bytes=l1_bytes, run=label)
+        spec2, _ = shared_output.create(list(p.outputs), t, n, directory=tmp_path)
+        run_block(p, data, b0, b1, digests, other, shared=spec2)
+        spec2.unlink()
+        assert len(lru) > 0 and not lru._users and not lru._backing, label
     lru.clear()
 
 
