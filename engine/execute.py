@@ -241,26 +241,28 @@ def _cache_from_shared(
     block: int,
 ) -> None:
     """Let the memory cache hold this block's outputs as views of the rows just written to
-    the shared result file, so their private copies are freed and reused by the next block.
+    the shared result files, so their private copies are freed and reused by the next block.
     Without this a cold run keeps a second copy of every output: Alpha158 over 2000 x 200,
     ~260 MB per worker, every page newly touched (on a VM, 1-3 s of system time per worker).
-    The file is charged to the cache once, in whole pages (``MemoryLRU.share``, which refuses
-    a file over half the cache: then nothing is mapped). Files under ``MIN_SHARED_FILE`` are
-    not mapped: little is saved, and each mapping counts against the process's map limit
-    (``vm.max_map_count``, 65530 by default), which this bounds to ``l1 / MIN_SHARED_FILE``."""
-    charge = -(-shared.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
-    if shared.nbytes < MIN_SHARED_FILE or 2 * charge > l1.max_bytes:
+    Each file is charged to the cache once, in whole pages (``MemoryLRU.share``, which refuses
+    a file over half the cache). Files under ``MIN_SHARED_FILE`` are not mapped: little is
+    saved, and each mapping counts against the process's map limit (``vm.max_map_count``,
+    65530 by default), which this bounds to ``l1 / MIN_SHARED_FILE``."""
+    sizes = [shared.file_bytes(k) for k in range(len(shared.paths))]
+    if min(sizes) < MIN_SHARED_FILE or 2 * min(sizes) > l1.max_bytes:
         return
-    rows = shared.mapped()
-    if rows is None:
+    views = shared.mapped()
+    if views is None:
         return
-    index = {name: i for i, name in enumerate(shared.names)}
     done: set[str] = set()
-    for name, key in plan.outputs.items():
+    for i, name in enumerate(shared.names):
+        key = plan.outputs[name]
         if plan.nodes[key].cached and key not in done:
             done.add(key)
-            view = rows[index[name], b0:b1]
-            l1.share(key_for(key, block), view, f"file:{shared.path}", charge, run)
+            k = shared.file_of(i)
+            charge = -(-sizes[k] // mmap.PAGESIZE) * mmap.PAGESIZE
+            view = views[name][b0:b1]
+            l1.share(key_for(key, block), view, f"file:{shared.paths[k]}", charge, run)
 
 
 def run_block(

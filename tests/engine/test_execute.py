@@ -229,34 +229,60 @@ def _open_fds_to(path: str) -> int:
     return sum(os.path.realpath(f"/proc/self/fd/{fd}").startswith(path) for fd in fds)
 
 
-def test_a_process_maps_the_result_file_once_without_keeping_a_descriptor(tmp_path):
-    """Worker-side views of the result file share one mapping per process, hold no file
-    descriptor (a Python mmap would keep one per mapping), outlive the file's removal, and
-    the mapping goes when the last view does."""
+def test_a_process_maps_the_result_files_once_without_keeping_a_descriptor(tmp_path):
+    """Views of a result file share one mapping per process (the client's arrays included),
+    hold no file descriptor (a Python mmap would keep one per mapping), outlive the file's
+    removal, and the mapping goes when the last view does."""
     import gc
 
     from engine import shared_output
 
     spec, arrays = shared_output.create(["x", "y"], 6, 3, directory=tmp_path)
-    del arrays  # the client's own mapping, not under test here
-    gc.collect()
+    x_file, y_file = spec.paths  # one output per file here
+    assert _open_fds_to(str(tmp_path)) == 0
     spec.write(0, 6, {"x": np.arange(18.0).reshape(6, 3), "y": np.ones((6, 3))})
-    first = spec.mapped()[0, 2:4]
-    second = spec.mapped()[1, :]
+    first = spec.mapped()["x"][2:4]
+    second = spec.mapped()["y"]
+    assert np.shares_memory(first, arrays["x"])  # the client's mapping, shared
+    del arrays
+    gc.collect()
     assert not first.flags.writeable
     with pytest.raises(ValueError):
         first.flags.writeable = True  # a store would crash the process
     np.testing.assert_array_equal(first, [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]])
-    assert _mappings_of(spec.path) == 1 and _open_fds_to(spec.path) == 0
+    assert _mappings_of(x_file) == 1 and _mappings_of(y_file) == 1
+    assert _open_fds_to(str(tmp_path)) == 0
     spec.unlink()
     np.testing.assert_array_equal(second, 1.0)
     del first
     gc.collect()
-    assert _mappings_of(spec.path) == 1  # `second` still holds it
+    assert _mappings_of(x_file) == 0 and _mappings_of(y_file) == 1  # `second` holds y's
     del second
     gc.collect()
-    assert _mappings_of(spec.path) == 0
+    assert _mappings_of(y_file) == 0
     assert spec.mapped() is None  # removed: nothing to map
+
+
+def test_result_files_split_the_outputs_and_every_block_lands_in_place(tmp_path, monkeypatch):
+    """Outputs are cut into consecutive groups of almost equal size, one file each; blocks
+    written in any order (each starting at another file) land in the client's arrays."""
+    from engine import shared_output
+
+    monkeypatch.setattr(shared_output, "SHARDS", 3)
+    names = [f"f{i}" for i in range(7)]
+    spec, arrays = shared_output.create(names, 12, 2, directory=tmp_path)
+    assert len(spec.paths) == 3
+    assert [spec.file_bytes(k) // (12 * 2 * 8) for k in range(3)] == [3, 2, 2]
+    assert [spec.file_of(i) for i in range(7)] == [0, 0, 0, 1, 1, 2, 2]
+    rng = np.random.default_rng(0)
+    expected = {name: rng.normal(size=(12, 2)) for name in names}
+    for b0 in (8, 0, 4):
+        assert spec.write(b0, b0 + 4, {k: v[b0 : b0 + 4] for k, v in expected.items()})
+    for name in names:
+        np.testing.assert_array_equal(arrays[name], expected[name], err_msg=name)
+    spec.unlink()
+    assert not list(tmp_path.iterdir())
+    assert len(shared_output.create(["a"], 3, 2, directory=tmp_path)[0].paths) == 1
 
 
 def test_a_thread_reading_a_mapped_view_at_interpreter_exit_does_not_crash(tmp_path):
@@ -273,7 +299,7 @@ from engine import shared_output
 spec, arrays = shared_output.create(["f"], 4096, 64, directory=Path({str(tmp_path)!r}))
 del arrays
 spec.write(0, 4096, {{"f": np.ones((4096, 64))}})
-view = spec.mapped()[0]
+view = spec.mapped()["f"]
 spec.unlink()
 def read():
     while True:
@@ -314,14 +340,17 @@ def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp
     assert first.values is None and first.stats.stored >= len(factors)
     spec.unlink()
     shared_keys = set(lru._backing)
-    assert len(shared_keys) == len(factors) and set(lru._users) == {f"file:{spec.path}"}
-    pages = -(-spec.nbytes // mmap.PAGESIZE) * mmap.PAGESIZE
-    assert spec.nbytes % mmap.PAGESIZE and pages > spec.nbytes  # the rounding is tested
+    assert len(shared_keys) == len(factors)
+    assert set(lru._users) == {f"file:{path}" for path in spec.paths}
+    sizes = [spec.file_bytes(k) for k in range(len(spec.paths))]
+    pages = sum(-(-size // mmap.PAGESIZE) * mmap.PAGESIZE for size in sizes)
+    assert pages > spec.nbytes  # the rounding to whole pages is tested
     assert lru.nbytes == pages + sum(
         size for k, (_, _, size, _) in lru._data.items() if k not in lru._users
     )
+    views = list(spec.mapped().values())
     for k in shared_keys:
-        assert np.shares_memory(lru._data[k][0], spec.mapped())
+        assert any(np.shares_memory(lru._data[k][0], v) for v in views)
     again = run_block(p, data, b0, b1, digests, dataclasses_replace(cache, run="second"))
     assert again.stats.l1_hits == len(factors) and again.computed == 0
     expected = evaluate(factors, small_panel)
@@ -330,7 +359,7 @@ def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp
         assert_same({name: again.values[name]}, {name: expected[name][b0:b1]})
 
     for label, l1_bytes, min_file in (
-        ("tight", 2 * pages - 8, 0),
+        ("tight", 2 * min(sizes) - 8, 0),  # a file would take over half the cache
         ("small file", 64 << 20, spec.nbytes + 1),
     ):
         lru.clear()
