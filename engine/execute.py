@@ -279,7 +279,7 @@ def run_block(
     """Compute every output of ``plan`` on rows ``[b0, b1)`` (runs on a worker).
 
     ``data`` holds the rows from the block's halo to ``b1``, or is the list of grid chunks
-    that cover them. The values go to ``sink`` if given, else into the ``shared`` result file
+    that cover them. The values go to ``sink`` if given, else into the ``shared`` result files
     if this worker can see it, else back to the client in the result."""
     from engine.kernels import KERNELS
 
@@ -749,7 +749,7 @@ def compute(
     with enough history gives the same bits as the whole history, and shares cache entries.
     Rows before ``start_row`` are history only: they are read as halo, not computed (NaN in
     the result). With ``shared_memory`` (and no sink), workers on this host write the results
-    into one shared-memory file the result arrays map (``engine.shared_output``) instead of
+    into shared-memory files the result arrays map (``engine.shared_output``) instead of
     sending them over the network.
     """
     from cluster.config import load_settings
@@ -920,7 +920,7 @@ def compute(
     if unwritten:
         # Every other block is in the file by now (a worker writes before it returns): move
         # the result to private memory and add the blocks the file had no room for.
-        log.warning("shared-memory result file full: %d block(s) kept in memory", len(unwritten))
+        log.warning("shared-memory result files full: %d block(s) kept in memory", len(unwritten))
         out = {name: np.array(arr) for name, arr in out.items()}
         for res in unwritten:
             for name, arr in res.values.items():
