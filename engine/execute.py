@@ -25,6 +25,7 @@ running sum starts at a different row (summation order), so comparisons use 1e-1
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -35,7 +36,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -764,186 +765,213 @@ def compute(
     if progress:
         hooks.append(ProgressBar())
 
-    started = time.perf_counter()
-    workers = _workers(client)
-    n_workers, n_threads, numba_threads = _cluster_threads(workers)
-    the_plan = plan(
-        factors,
-        panel,
-        dialect=dialect,
-        n_threads=n_threads,
-        block_rows=block_rows or settings.block_rows,
-        task_memory_bytes=settings.task_memory_bytes or _task_budget(workers),
-        cache_nodes=cache_nodes or settings.cache_nodes,
-        origin=origin,
-        start_row=start_row,
-    )
-    token = hashlib.blake2b(
-        "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
-        digest_size=4,
-    ).hexdigest()
-    hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
-    for h in hooks:
-        h.on_plan(the_plan)
-    t, n = panel.shape
-    groups = getattr(panel, "groups", {}) or {}
-    _check_fields(the_plan, panel, groups)
-    used = sorted(
-        {
-            group_level(groups, n.expr.name)
-            for n in the_plan.nodes.values()
-            if isinstance(n.expr, Field)
-        }
-    )
-    digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
-    cache_cfg = CacheConfig(
-        namespace=settings.cache_namespace,
-        l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),
-        redis_url=redis_url,
-        redis_ttl=settings.redis_ttl_seconds,
-        redis_timeout=settings.redis_timeout_seconds,
-        enabled=cache,
-        run=token,
-        # the run's Redis budget, shared equally by its blocks
-        l2_block_bytes=settings.redis_max_bytes_per_run // max(1, len(the_plan.blocks))
-        if settings.redis_max_bytes_per_run
-        else None,
-    )
-    [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
-    addresses = sorted(workers)
-    # The panel is scattered once, in chunks on the block grid; a block's task takes the
-    # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
-    # input row once per replica however large the halo.
-    chunk_bounds = Plan._grid(t, the_plan.block_rows, the_plan.origin)
-    # Grid block g prefers the same worker in every run, so its memory cache (L1) is found
-    # again (Dask may still move work elsewhere to balance load); its input chunk is also held
-    # by the next `replicas - 1` workers, so losing one worker loses no data and Dask can rerun
-    # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed). One
-    # scatter per set of holders sends each chunk straight to all of them.
-    holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
-    copies = max(1, min(replicas, n_workers, len(addresses)))
-    for c0, c1 in chunk_bounds:
-        piece = BlockData(
-            row0=c0,
-            fields={f: panel[f][c0:c1] for f in used if f not in groups},
-            groups={g: panel.groups[g][c0:c1] for g in groups},
-            n_symbols=n,
+    # The cyclic collector is off until the tasks are submitted: a full collection in this
+    # process (a notebook's, with numba, pandas and Dask loaded; the LocalCluster's scheduler
+    # too) took ~0.15 s of planning, while every worker waited for its first task. It runs
+    # while the client waits for results instead.
+    with _gc_paused() as resume_gc:
+        started = time.perf_counter()
+        workers = _workers(client)
+        n_workers, n_threads, numba_threads = _cluster_threads(workers)
+        the_plan = plan(
+            factors,
+            panel,
+            dialect=dialect,
+            n_threads=n_threads,
+            block_rows=block_rows or settings.block_rows,
+            task_memory_bytes=settings.task_memory_bytes or _task_budget(workers),
+            cache_nodes=cache_nodes or settings.cache_nodes,
+            origin=origin,
+            start_row=start_row,
         )
-        g = (the_plan.origin + c0) // the_plan.block_rows
-        holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
-        holders_of.setdefault(holders, []).append((c0, c1, piece))
-    chunks = []
-    for holders, pieces in holders_of.items():
-        futures_ = client.scatter(
-            [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
+        token = hashlib.blake2b(
+            "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
+            digest_size=4,
+        ).hexdigest()
+        hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
+        for h in hooks:
+            h.on_plan(the_plan)
+        t, n = panel.shape
+        groups = getattr(panel, "groups", {}) or {}
+        _check_fields(the_plan, panel, groups)
+        used = sorted(
+            {
+                group_level(groups, n.expr.name)
+                for n in the_plan.nodes.values()
+                if isinstance(n.expr, Field)
+            }
         )
-        for (c0, c1, _), future in zip(pieces, futures_):
-            chunks.append((c0, c1, future, [holders[0]]))
-    chunks.sort(key=lambda c: c[0])
-    shared, out = None, {}
-    made = (
-        create_shared_output(list(the_plan.outputs), t, n)
-        if sink is None and shared_memory
-        else None
-    )
-    if made is not None:
-        shared, out = made
-        first = min((b0 for b0, _ in the_plan.blocks), default=t)
-        # rows no block writes (history before start_row)
-        if first and not shared.write(0, first, dict.fromkeys(out, np.full((first, n), np.nan))):
-            shared.unlink()
-            shared = None
-    if sink is None and shared is None:
-        out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
-    futures: list[Any] = []
-    try:
-        for b0, b1 in the_plan.blocks:
-            s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
-            data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
-            preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
-            d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
-            futures.append(
-                client.submit(
-                    run_block,
-                    plan_future,
-                    data_future,
-                    b0,
-                    b1,
-                    digests,
-                    cache_cfg,
-                    numba_threads,
-                    sink,
-                    shared,
-                    key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
-                    retries=retries,
-                    pure=False,
-                    workers=preferred,
-                    allow_other_workers=True,
-                )
+        digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
+        cache_cfg = CacheConfig(
+            namespace=settings.cache_namespace,
+            l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),
+            redis_url=redis_url,
+            redis_ttl=settings.redis_ttl_seconds,
+            redis_timeout=settings.redis_timeout_seconds,
+            enabled=cache,
+            run=token,
+            # the run's Redis budget, shared equally by its blocks
+            l2_block_bytes=settings.redis_max_bytes_per_run // max(1, len(the_plan.blocks))
+            if settings.redis_max_bytes_per_run
+            else None,
+        )
+        [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
+        addresses = sorted(workers)
+        # The panel is scattered once, in chunks on the block grid; a block's task takes the
+        # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
+        # input row once per replica however large the halo.
+        chunk_bounds = Plan._grid(t, the_plan.block_rows, the_plan.origin)
+        # Grid block g prefers the same worker in every run, so its memory cache (L1) is found
+        # again (Dask may still move work elsewhere to balance load); its input chunk is also held
+        # by the next `replicas - 1` workers, so losing one worker loses no data and Dask can rerun
+        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed). One
+        # scatter per set of holders sends each chunk straight to all of them.
+        holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
+        copies = max(1, min(replicas, n_workers, len(addresses)))
+        for c0, c1 in chunk_bounds:
+            piece = BlockData(
+                row0=c0,
+                fields={f: panel[f][c0:c1] for f in used if f not in groups},
+                groups={g: panel.groups[g][c0:c1] for g in groups},
+                n_symbols=n,
             )
+            g = (the_plan.origin + c0) // the_plan.block_rows
+            holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
+            holders_of.setdefault(holders, []).append((c0, c1, piece))
+        chunks = []
+        for holders, pieces in holders_of.items():
+            futures_ = client.scatter(
+                [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
+            )
+            for (c0, c1, _), future in zip(pieces, futures_):
+                chunks.append((c0, c1, future, [holders[0]]))
+        chunks.sort(key=lambda c: c[0])
+        shared, out = None, {}
+        made = (
+            create_shared_output(list(the_plan.outputs), t, n)
+            if sink is None and shared_memory
+            else None
+        )
+        if made is not None:
+            shared, out = made
+            first = min((b0 for b0, _ in the_plan.blocks), default=t)
+            # rows no block writes (history before start_row)
+            if first and not shared.write(
+                0, first, dict.fromkeys(out, np.full((first, n), np.nan))
+            ):
+                shared.unlink()
+                shared = None
+        if sink is None and shared is None:
+            out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
+        futures: list[Any] = []
+        try:
+            for b0, b1 in the_plan.blocks:
+                s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
+                data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
+                preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
+                d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
+                futures.append(
+                    client.submit(
+                        run_block,
+                        plan_future,
+                        data_future,
+                        b0,
+                        b1,
+                        digests,
+                        cache_cfg,
+                        numba_threads,
+                        sink,
+                        shared,
+                        key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
+                        retries=retries,
+                        pure=False,
+                        workers=preferred,
+                        allow_other_workers=True,
+                    )
+                )
 
-        from distributed import as_completed
+            from distributed import as_completed
 
-        stats = CacheStats()
-        computed = 0
-        block_seconds: list[float] = []
-        node_seconds: dict[str, float] = {}
-        messages: list[str] = []
-        rows_written = 0
-        unwritten: list[BlockResult] = []
-        for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
-            res: BlockResult = fut.result()
-            if res.values is not None:
-                if shared is None:
-                    for name, arr in res.values.items():
-                        out[name][res.b0 : res.b1] = arr
-                elif not shared.write(res.b0, res.b1, res.values):
-                    unwritten.append(res)  # the tmpfs is full: see below
-            stats = stats + res.stats
-            computed += res.computed
-            rows_written += res.sink_rows
-            block_seconds.append(res.seconds)
-            for k, s in res.node_seconds.items():
-                node_seconds[k] = node_seconds.get(k, 0.0) + s
-            for w in res.warnings:
-                if w not in messages:
-                    messages.append(w)
-            fut.release()
-            for h in hooks:
-                h.on_block(res, done, len(futures))
-    except BaseException:
-        client.cancel(futures)
-        raise
+            stats = CacheStats()
+            computed = 0
+            block_seconds: list[float] = []
+            node_seconds: dict[str, float] = {}
+            messages: list[str] = []
+            rows_written = 0
+            unwritten: list[BlockResult] = []
+            resume_gc()
+            for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
+                res: BlockResult = fut.result()
+                if res.values is not None:
+                    if shared is None:
+                        for name, arr in res.values.items():
+                            out[name][res.b0 : res.b1] = arr
+                    elif not shared.write(res.b0, res.b1, res.values):
+                        unwritten.append(res)  # the tmpfs is full: see below
+                stats = stats + res.stats
+                computed += res.computed
+                rows_written += res.sink_rows
+                block_seconds.append(res.seconds)
+                for k, s in res.node_seconds.items():
+                    node_seconds[k] = node_seconds.get(k, 0.0) + s
+                for w in res.warnings:
+                    if w not in messages:
+                        messages.append(w)
+                fut.release()
+                for h in hooks:
+                    h.on_block(res, done, len(futures))
+        except BaseException:
+            client.cancel(futures)
+            raise
+        finally:
+            if shared is not None:
+                shared.unlink()
+        if unwritten:
+            # Every other block is in the file by now (a worker writes before it returns): move
+            # the result to private memory and add the blocks the file had no room for.
+            log.warning(
+                "shared-memory result files full: %d block(s) kept in memory", len(unwritten)
+            )
+            out = {name: np.array(arr) for name, arr in out.items()}
+            for res in unwritten:
+                for name, arr in res.values.items():
+                    out[name][res.b0 : res.b1] = arr
+        for w in messages:
+            warnings.warn(w, RuntimeWarning, stacklevel=2)
+        result = ComputeResult(
+            factors=out,
+            dates=panel.dates,
+            symbols=panel.symbols,
+            plan=the_plan,
+            stats=stats,
+            seconds=time.perf_counter() - started,
+            computed_nodes=computed,
+            block_seconds=block_seconds,
+            node_seconds=node_seconds,
+            warnings=messages,
+            rows_written=rows_written,
+        )
+        for h in hooks:
+            h.on_finish(result)
+        log.info("%s", result.summary())
+        return result
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[Callable[[], None]]:
+    """Turn off the cyclic garbage collector (if on) until the yielded function is called or
+    the block ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+
+    def resume() -> None:
+        if enabled:
+            gc.enable()
+
+    try:
+        yield resume
     finally:
-        if shared is not None:
-            shared.unlink()
-    if unwritten:
-        # Every other block is in the file by now (a worker writes before it returns): move
-        # the result to private memory and add the blocks the file had no room for.
-        log.warning("shared-memory result files full: %d block(s) kept in memory", len(unwritten))
-        out = {name: np.array(arr) for name, arr in out.items()}
-        for res in unwritten:
-            for name, arr in res.values.items():
-                out[name][res.b0 : res.b1] = arr
-    for w in messages:
-        warnings.warn(w, RuntimeWarning, stacklevel=2)
-    result = ComputeResult(
-        factors=out,
-        dates=panel.dates,
-        symbols=panel.symbols,
-        plan=the_plan,
-        stats=stats,
-        seconds=time.perf_counter() - started,
-        computed_nodes=computed,
-        block_seconds=block_seconds,
-        node_seconds=node_seconds,
-        warnings=messages,
-        rows_written=rows_written,
-    )
-    for h in hooks:
-        h.on_finish(result)
-    log.info("%s", result.summary())
-    return result
+        resume()
 
 
 def _check_fields(the_plan: Plan, panel: Any, groups: Mapping[str, Any]) -> None:

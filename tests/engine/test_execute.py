@@ -154,6 +154,37 @@ def test_window_with_origin_equals_whole_history_bit_for_bit(dask_client, small_
     assert [b for b in result.plan.blocks][:2] == [(0, 11), (11, 27)]  # grid anchored at 0
 
 
+def test_the_collector_is_off_while_planning_and_submitting_and_back_after(
+    dask_client, small_panel
+):
+    """compute() keeps the cyclic garbage collector off from planning to submission (a full
+    collection there delays every worker's first task) and on while it waits for results
+    and after it returns or fails."""
+    import gc
+
+    from engine.errors import PlanError
+
+    seen: dict[str, list[bool]] = {"plan": [], "block": []}
+
+    class Watch:
+        def on_plan(self, plan):
+            seen["plan"].append(gc.isenabled())
+
+        def on_block(self, result, done, total):
+            seen["block"].append(gc.isenabled())
+
+        def on_finish(self, result):
+            pass
+
+    assert gc.isenabled()
+    compute(MIXED, small_panel, client=dask_client, block_rows=32, progress=False, hooks=[Watch()])
+    assert seen["plan"] == [False] and seen["block"] and all(seen["block"])
+    assert gc.isenabled()
+    with pytest.raises(PlanError):  # fails in planning: the panel has no such field
+        compute({"bad": "$nosuchfield + 1"}, small_panel, client=dask_client, progress=False)
+    assert gc.isenabled()
+
+
 def test_results_through_shared_memory_or_the_network_are_identical(dask_client, small_panel):
     """Workers on this host write into the client's shared-memory result file (no values in
     the task results), the file is gone after the run, and the network path (shared memory
