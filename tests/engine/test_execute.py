@@ -61,6 +61,21 @@ def test_plan_lookbacks_and_halo(small_panel):
     assert p.halo >= UNBOUNDED  # ema reads all history
 
 
+def test_default_blocks_are_the_longest_power_of_two_with_two_per_thread():
+    from engine.plan import default_block_rows
+
+    assert default_block_rows(2000, 2) == 512  # 4 blocks: Alpha158 2000 x 200's cold runs
+    assert default_block_rows(2048, 2) == 512 and default_block_rows(2049, 2) == 512
+    assert default_block_rows(2000, 2, per_thread=3) == 256
+    for t in (1, 2, 5, 40, 333, 2000, 2500):
+        for threads in (1, 2, 3, 8):
+            rows = default_block_rows(t, threads)
+            assert rows & (rows - 1) == 0
+            blocks = -(-t // rows)
+            assert blocks >= min(t, 2 * threads), (t, threads, rows)
+            assert rows == 1 or -(-t // (2 * rows)) < 2 * threads  # no longer one would do
+
+
 @pytest.mark.parametrize("block_rows", [7, 33, None])
 def test_compute_equals_evaluate(dask_client, small_panel, block_rows):
     expected = evaluate(MIXED, small_panel)
