@@ -647,9 +647,10 @@ def _fingerprint_kernel() -> Callable[..., np.ndarray]:
     """``row_fingerprints``, compiled or loaded once per process under the warm-up lock
     (numba's on-disk cache: one process builds it at a time)."""
     from engine.kernels import fingerprint
-    from engine.kernels._jit import locked_warmup
+    from engine.kernels._jit import warmup_lock
 
-    locked_warmup(fingerprint.warmup)
+    with warmup_lock():
+        fingerprint.warmup()
     return fingerprint.row_fingerprints
 
 

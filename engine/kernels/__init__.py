@@ -86,7 +86,8 @@ def warmup() -> None:
 
 def warmup_locked() -> None:
     """``warmup()`` under a per-host file lock: one process builds numba's on-disk cache at a
-    time; once built, processes load it at the same time (see ``engine.kernels._jit``)."""
-    from engine.kernels._jit import locked_warmup
+    time, the others then load it (see ``engine.kernels._jit``)."""
+    from engine.kernels._jit import warmup_lock
 
-    locked_warmup(warmup)
+    with warmup_lock():
+        warmup()
