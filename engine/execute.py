@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import gc
 import hashlib
 import logging
 import mmap
@@ -191,21 +190,10 @@ def _node_fields(plan: Plan, groups: Mapping[str, Any]) -> Callable[[str], tuple
 
 _WARM_LOCK = threading.Lock()
 _WARMED = False
-_SINK_TASKS = False  # a block task with a caller's sink has started in this process
 
 
 def _warm_once() -> None:
-    """Compile (or load from numba's cache) every kernel once per process, under a host lock,
-    then move what exists by then out of the cyclic garbage collector's reach.
-
-    Loading leaves ~200k long-lived objects (numba's types and dispatchers, pandas, Dask);
-    every full collection walked them all, ~0.15 s of a worker's first run (Alpha158 over
-    2000 x 200, 4 blocks per worker). ``gc.freeze()`` keeps them out. A frozen object is
-    still freed by its reference count, so only garbage *cycles* frozen at this moment would
-    be kept for the process's life: Dask's few transient ones, and not the arguments of a
-    block task waiting here (plan, input chunks, config and result-file spec are freed by
-    reference counting alone, tested). A caller's ``sink`` could be anything, so once a task
-    with one has started, nothing is frozen."""
+    """Compile (or load from numba's cache) every kernel once per process, under a host lock."""
     global _WARMED
     with _WARM_LOCK:
         if not _WARMED:
@@ -213,9 +201,6 @@ def _warm_once() -> None:
 
             warmup_locked()
             _WARMED = True
-            if not _SINK_TASKS:
-                gc.collect()
-                gc.freeze()
 
 
 def warm_in_background() -> threading.Thread:
@@ -287,9 +272,6 @@ def run_block(
     if isinstance(data, list):
         data = BlockData.concat(data)
 
-    if sink is not None:
-        global _SINK_TASKS
-        _SINK_TASKS = True
     _warm_once()
     if numba_threads:
         import numba

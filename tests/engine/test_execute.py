@@ -418,61 +418,6 @@ def test_memory_cache_holds_outputs_as_views_of_the_result_file(small_panel, tmp
     lru.clear()
 
 
-def test_kernel_warm_up_freezes_what_loading_left_unless_a_sink_task_started():
-    """After loading the kernels a worker moves the objects loading left out of the cyclic
-    collector (full collections walked them in every run); not once a task carrying a
-    caller's sink has started (it could be frozen inside a garbage cycle)."""
-    import subprocess
-    import sys
-
-    script = (
-        "import gc, engine.execute as ex\n"
-        "ex._SINK_TASKS = {sink}\n"
-        "ex._warm_once()\n"
-        "print(gc.get_freeze_count())\n"
-    )
-    counts = {}
-    for sink in (False, True):
-        done = subprocess.run(
-            [sys.executable, "-c", script.format(sink=sink)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        counts[sink] = int(done.stdout.split()[-1])
-    assert counts[False] > 50_000 and counts[True] == 0, counts
-
-
-def test_block_task_arguments_are_freed_without_the_cycle_collector(small_panel, tmp_path):
-    """What a block task receives (plan, input chunks, cache config, result-file spec, row
-    digests) holds no reference cycle: freed by reference counting alone, so freezing them
-    while a first task waits for the kernels (``_warm_once``) keeps nothing alive."""
-    import gc
-    import weakref
-
-    from engine import shared_output
-    from engine.execute import BlockData, CacheConfig, row_digests
-
-    gc.collect()
-    gc.disable()
-    try:
-        p = plan(library.load("alpha158"), small_panel, block_rows=16)
-        t, n = small_panel.shape
-        args = [
-            p,
-            [BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)],
-            CacheConfig(namespace="acyclic", run="r"),
-            shared_output.create(list(p.outputs), t, n, directory=tmp_path)[0],
-            row_digests(small_panel, sorted(p.fields)),
-        ]
-        refs = [weakref.ref(args[0]), weakref.ref(args[1][0]), weakref.ref(args[2])]
-        refs.append(weakref.ref(args[3]))
-        del args, p
-        assert all(r() is None for r in refs)
-    finally:
-        gc.enable()
-
-
 def test_memory_cache_smaller_than_a_run_still_hits_on_the_next_run(dask_client, small_panel):
     """L1 far smaller than what one run caches: every later run still hits it (plain LRU,
     filled in block order and read in block order, can give none), and equals evaluate."""
