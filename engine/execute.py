@@ -241,15 +241,15 @@ def _cache_from_shared(
     views = shared.mapped()
     if views is None:
         return
+    charges = [-(-size // mmap.PAGESIZE) * mmap.PAGESIZE for size in sizes]
     done: set[str] = set()
     for i, name in enumerate(shared.names):
         key = plan.outputs[name]
         if plan.nodes[key].cached and key not in done:
             done.add(key)
             k = shared.file_of(i)
-            charge = -(-sizes[k] // mmap.PAGESIZE) * mmap.PAGESIZE
             view = views[name][b0:b1]
-            l1.share(key_for(key, block), view, f"file:{shared.paths[k]}", charge, run)
+            l1.share(key_for(key, block), view, f"file:{shared.paths[k]}", charges[k], run)
 
 
 def run_block(

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import mmap
 import os
 import secrets
@@ -165,9 +166,9 @@ _MAPPED: weakref.WeakValueDictionary[str, ctypes.Array] = weakref.WeakValueDicti
 _MAPPED_LOCK = threading.Lock()
 
 
-def _map_readonly(fd: int, nbytes: int) -> ctypes.Array:
-    """``nbytes`` of ``fd`` mapped shared and read-only through libc (the caller may close
-    ``fd`` at once); unmapped when the returned buffer is garbage-collected."""
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """libc with ``mmap``/``munmap`` prototypes, loaded once per process."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.mmap.restype = ctypes.c_void_p
@@ -182,6 +183,13 @@ def _map_readonly(fd: int, nbytes: int) -> ctypes.Array:
         libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     except (OSError, AttributeError) as exc:
         raise OSError(f"libc mmap unavailable: {exc}") from exc
+    return libc
+
+
+def _map_readonly(fd: int, nbytes: int) -> ctypes.Array:
+    """``nbytes`` of ``fd`` mapped shared and read-only through libc (the caller may close
+    ``fd`` at once); unmapped when the returned buffer is garbage-collected."""
+    libc = _libc()
     addr = libc.mmap(None, nbytes, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     if addr is None or addr == ctypes.c_void_p(-1).value:  # MAP_FAILED
         err = ctypes.get_errno()
