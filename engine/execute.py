@@ -808,20 +808,24 @@ def compute(
         # Grid block g prefers the same worker in every run, so its memory cache (L1) is found
         # again (Dask may still move work elsewhere to balance load); its input chunk is also held
         # by the next `replicas - 1` workers, so losing one worker loses no data and Dask can rerun
-        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed). One
+        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed; Dask's
+        # active memory manager may still drop the extra replicas, see the loop below). One
         # scatter per set of holders sends each chunk straight to all of them.
         holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
         copies = max(1, min(replicas, n_workers, len(addresses)))
-        for c0, c1 in chunk_bounds:
-            piece = BlockData(
+
+        def piece(c0: int, c1: int) -> BlockData:
+            return BlockData(
                 row0=c0,
                 fields={f: panel[f][c0:c1] for f in used if f not in groups},
                 groups={g: panel.groups[g][c0:c1] for g in groups},
                 n_symbols=n,
             )
+
+        for c0, c1 in chunk_bounds:
             g = (the_plan.origin + c0) // the_plan.block_rows
             holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
-            holders_of.setdefault(holders, []).append((c0, c1, piece))
+            holders_of.setdefault(holders, []).append((c0, c1, piece(c0, c1)))
         chunks = []
         for holders, pieces in holders_of.items():
             futures_ = client.scatter(
@@ -848,33 +852,42 @@ def compute(
         if sink is None and shared is None:
             out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
         futures: list[Any] = []
+        block_of: dict[str, tuple[int, int, int]] = {}  # future key -> (b0, b1, attempt)
+
+        def submit(b0: int, b1: int, data: list[Any], attempt: int = 0) -> Any:
+            d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
+            again = f"-again{attempt}" if attempt else ""
+            fut = client.submit(
+                run_block,
+                plan_future,
+                data,
+                b0,
+                b1,
+                digests,
+                cache_cfg,
+                numba_threads,
+                sink,
+                shared,
+                key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}{again}",
+                retries=retries,
+                pure=False,
+                workers=[w for c0, c1, _, w in chunks if c0 <= b0 < c1][0],
+                allow_other_workers=True,
+            )
+            futures.append(fut)
+            block_of[fut.key] = (b0, b1, attempt)
+            return fut
+
+        def halo_start(b0: int) -> int:
+            return 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
+
         try:
             for b0, b1 in the_plan.blocks:
-                s0 = 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
-                data_future = [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1]
-                preferred = next(w for c0, c1, _, w in chunks if c0 <= b0 < c1)
-                d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
-                futures.append(
-                    client.submit(
-                        run_block,
-                        plan_future,
-                        data_future,
-                        b0,
-                        b1,
-                        digests,
-                        cache_cfg,
-                        numba_threads,
-                        sink,
-                        shared,
-                        key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}",
-                        retries=retries,
-                        pure=False,
-                        workers=preferred,
-                        allow_other_workers=True,
-                    )
-                )
+                s0 = halo_start(b0)
+                submit(b0, b1, [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1])
 
             from distributed import as_completed
+            from distributed.client import FutureCancelledError
 
             stats = CacheStats()
             computed = 0
@@ -884,8 +897,23 @@ def compute(
             rows_written = 0
             unwritten: list[BlockResult] = []
             resume_gc()
-            for done, fut in enumerate(as_completed(futures, loop=client.loop), start=1):
-                res: BlockResult = fut.result()
+            done = 0
+            pending = as_completed(futures, loop=client.loop)
+            for fut in pending:
+                try:
+                    res: BlockResult = fut.result()
+                except FutureCancelledError as exc:
+                    # Dask's active memory manager keeps one replica of scattered data that
+                    # no queued task waits on, so losing a worker can lose a block's input
+                    # chunks; the scheduler then forgets the block. Send its rows again.
+                    b0, b1, attempt = block_of[fut.key]
+                    if attempt >= max(1, retries):
+                        raise
+                    log.warning("block at row %d lost its input (%s); sending it again", b0, exc)
+                    [data] = client.scatter([piece(halo_start(b0), b1)], hash=False)
+                    pending.add(submit(b0, b1, [data], attempt + 1))
+                    continue
+                done += 1
                 if res.values is not None:
                     if shared is None:
                         for name, arr in res.values.items():
@@ -903,7 +931,7 @@ def compute(
                         messages.append(w)
                 fut.release()
                 for h in hooks:
-                    h.on_block(res, done, len(futures))
+                    h.on_block(res, done, len(the_plan.blocks))
         except BaseException:
             client.cancel(futures)
             raise
