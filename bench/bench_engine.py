@@ -315,7 +315,7 @@ def section_plan(factors, panel, block_rows) -> None:
             rows,
         )
     )
-    print(f"  cached nodes (shared): {sum(x.cached for x in used.nodes.values())}")
+    print(f"  cached nodes ({used.cache_nodes}): {sum(x.cached for x in used.nodes.values())}")
 
 
 def section_correctness(factors, mem_limit) -> None:

@@ -46,7 +46,9 @@ class Settings:
     redis_max_bytes_per_run: int = 4 << 30
     redis_timeout_seconds: float = 2.0
     cache_namespace: str = "alphaforge"
-    cache_nodes: str = "shared"
+    # "outputs": a run holds nothing beyond its results; "shared"/"all" also keep intermediate
+    # nodes (see engine.plan) at the cost of memory and Redis bytes
+    cache_nodes: str = "outputs"
     progress: bool = True
 
     def replace(self, **changes: Any) -> Settings:

@@ -54,6 +54,8 @@ from engine.errors import PlanError
 from engine.evaluate import as_expressions, group_level
 from engine.kernels import BLOCK_ALIGNED
 from engine.plan import UNBOUNDED, Plan
+from engine.shared_input import SharedInput, can_read
+from engine.shared_input import create as create_shared_input
 from engine.shared_output import SharedOutput
 from engine.shared_output import create as create_shared_output
 from factors.expr import Call, Const, Expr, Field
@@ -217,39 +219,64 @@ def warm_in_background() -> threading.Thread:
 MIN_SHARED_FILE = 4 << 20
 
 
-def _cache_from_shared(
-    plan: Plan,
-    shared: SharedOutput,
-    b0: int,
-    b1: int,
-    l1: MemoryLRU,
-    run: str,
-    key_for: Callable[[str, int], str],
-    block: int,
-) -> None:
-    """Let the memory cache hold this block's outputs as views of the rows just written to
-    the shared result files, so their private copies are freed and reused by the next block.
-    Without this a cold run keeps a second copy of every output: Alpha158 over 2000 x 200,
-    ~260 MB per worker, every page newly touched (on a VM, 1-3 s of system time per worker).
-    Each file is charged to the cache once, in whole pages (``MemoryLRU.share``, which refuses
-    a file over half the cache). Files under ``MIN_SHARED_FILE`` are not mapped: little is
-    saved, and each mapping counts against the process's map limit (``vm.max_map_count``,
-    65530 by default), which this bounds to ``l1 / MIN_SHARED_FILE``."""
-    sizes = [shared.file_bytes(k) for k in range(len(shared.paths))]
-    if min(sizes) < MIN_SHARED_FILE or 2 * min(sizes) > l1.max_bytes:
-        return
-    views = shared.mapped()
-    if views is None:
-        return
-    charges = [-(-size // mmap.PAGESIZE) * mmap.PAGESIZE for size in sizes]
-    done: set[str] = set()
-    for i, name in enumerate(shared.names):
-        key = plan.outputs[name]
-        if plan.nodes[key].cached and key not in done:
-            done.add(key)
-            k = shared.file_of(i)
-            view = views[name][b0:b1]
-            l1.share(key_for(key, block), view, f"file:{shared.paths[k]}", charges[k], run)
+def _mapped_input(spec: SharedInput) -> BlockData:
+    """The whole panel as read-only views of the run's shared input file."""
+    arrays = spec.arrays()
+    if arrays is None:
+        raise PlanError(
+            f"this worker cannot open the run's input file {spec.path} (a worker on another "
+            "host joined during the run?)"
+        )
+    fields, groups = arrays
+    return BlockData(row0=0, fields=fields, groups=groups, n_symbols=spec.n_symbols)
+
+
+class _SharedL1:
+    """Lets the memory cache hold a block's outputs as views of the rows just written to the
+    shared result files, so their private copies are freed and reused at once. Without this a
+    cold run keeps a second copy of every output: Alpha158 over 2000 x 200, ~260 MB per
+    worker, every page newly touched (on a VM, 1-3 s of system time per worker). Each file is
+    charged to the cache once, in whole pages (``MemoryLRU.share``, which refuses a file over
+    half the cache). Files under ``MIN_SHARED_FILE`` are not mapped: little is saved, and each
+    mapping counts against the process's map limit (``vm.max_map_count``, 65530 by default),
+    which this bounds to ``l1 / MIN_SHARED_FILE``."""
+
+    def __init__(
+        self,
+        shared: SharedOutput,
+        views: dict[str, np.ndarray],
+        l1: MemoryLRU,
+        run: str,
+        b0: int,
+        b1: int,
+    ):
+        self.shared, self.views, self.l1, self.run = shared, views, l1, run
+        self.b0, self.b1 = b0, b1
+        self.charges = [
+            -(-shared.file_bytes(k) // mmap.PAGESIZE) * mmap.PAGESIZE
+            for k in range(len(shared.paths))
+        ]
+        self.done: set[str] = set()
+
+    @classmethod
+    def make(
+        cls, shared: SharedOutput, l1: MemoryLRU, run: str, b0: int, b1: int
+    ) -> _SharedL1 | None:
+        """None when the files are too small to map, too big for the cache, or not visible."""
+        sizes = [shared.file_bytes(k) for k in range(len(shared.paths))]
+        if min(sizes) < MIN_SHARED_FILE or 2 * min(sizes) > l1.max_bytes:
+            return None
+        views = shared.mapped()
+        return None if views is None else cls(shared, views, l1, run, b0, b1)
+
+    def share(self, i: int, cache_key: str) -> None:
+        """Replace output ``names[i]``'s cache entry under ``cache_key`` by its view."""
+        if cache_key in self.done:  # two outputs of one node
+            return
+        self.done.add(cache_key)
+        k = self.shared.file_of(i)
+        view = self.views[self.shared.names[i]][self.b0 : self.b1]
+        self.l1.share(cache_key, view, f"file:{self.shared.paths[k]}", self.charges[k], self.run)
 
 
 def run_block(
@@ -270,7 +297,9 @@ def run_block(
     if this worker can see it, else back to the client in the result."""
     from engine.kernels import KERNELS
 
-    if isinstance(data, list):
+    if isinstance(data, SharedInput):
+        data = _mapped_input(data)
+    elif isinstance(data, list):
         data = BlockData.concat(data)
 
     _warm_once()
@@ -408,21 +437,38 @@ def run_block(
         memo[key] = (start, arr)
         return memo[key]
 
-    values: dict[str, np.ndarray] = {}
-    for name, key in plan.outputs.items():
-        start, arr = materialize(key)
-        # a view of the node's block rows (no copy: nothing writes to a computed node)
-        values[name] = np.ascontiguousarray(arr[b0 - start :], dtype=np.float64)
-        remaining[key] -= 1
-        if remaining[key] <= 0:
-            memo.pop(key, None)
+    values: dict[str, np.ndarray] | None = {}
+    names = list(plan.outputs)
+    writer, to_l1 = None, None
+    if sink is None and shared is not None:
+        # each output goes into the result files as soon as it is computed
+        writer = shared.writer(b0)
+        names = [shared.names[i] for i in shared.order(b0, b1)]
+        if whole and tiers.l1 is not None:
+            to_l1 = _SharedL1.make(shared, tiers.l1, cache.run, b0, b1)
+    index = {name: i for i, name in enumerate(shared.names)} if shared is not None else {}
+    try:
+        for name in names:
+            key = plan.outputs[name]
+            start, arr = materialize(key)
+            # a view of the node's block rows (no copy: nothing writes to a computed node)
+            rows = np.ascontiguousarray(arr[b0 - start :], dtype=np.float64)
+            if writer is not None and writer.put(index[name], rows):
+                if to_l1 is not None and plan.nodes[key].cached:
+                    to_l1.share(index[name], key_for(key, own_block))
+            else:
+                values[name] = rows  # sent back: no shared files, or the tmpfs is full
+            remaining[key] -= 1
+            if remaining[key] <= 0:
+                memo.pop(key, None)
+    finally:
+        if writer is not None:
+            writer.close()
     sink_rows = 0
     if sink is not None:
         sink_rows = int(sink(b0, b1, values))
-    elif shared is not None and shared.write(b0, b1, values):
+    elif shared is not None and not values:
         values = None
-        if whole and tiers.l1 is not None:
-            _cache_from_shared(plan, shared, b0, b1, tiers.l1, cache.run, key_for, own_block)
     try:
         from distributed import get_worker
 
@@ -684,7 +730,7 @@ def plan(
     n_threads: int = 2,
     block_rows: int | None = None,
     task_memory_bytes: int = 1 << 30,
-    cache_nodes: str = "shared",
+    cache_nodes: str = "outputs",
     origin: int = 0,
     start_row: int = 0,
 ) -> Plan:
@@ -814,6 +860,9 @@ def compute(
         holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
         copies = max(1, min(replicas, n_workers, len(addresses)))
 
+        def home(row: int) -> str:
+            return addresses[((the_plan.origin + row) // the_plan.block_rows) % len(addresses)]
+
         def piece(c0: int, c1: int) -> BlockData:
             return BlockData(
                 row0=c0,
@@ -822,39 +871,14 @@ def compute(
                 n_symbols=n,
             )
 
-        for c0, c1 in chunk_bounds:
-            g = (the_plan.origin + c0) // the_plan.block_rows
-            holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
-            holders_of.setdefault(holders, []).append((c0, c1, piece(c0, c1)))
-        chunks = []
-        for holders, pieces in holders_of.items():
-            futures_ = client.scatter(
-                [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
-            )
-            for (c0, c1, _), future in zip(pieces, futures_):
-                chunks.append((c0, c1, future, [holders[0]]))
-        chunks.sort(key=lambda c: c[0])
-        shared, out = None, {}
-        made = (
-            create_shared_output(list(the_plan.outputs), t, n)
-            if sink is None and shared_memory
-            else None
-        )
-        if made is not None:
-            shared, out = made
-            first = min((b0 for b0, _ in the_plan.blocks), default=t)
-            # rows no block writes (history before start_row)
-            if first and not shared.write(
-                0, first, dict.fromkeys(out, np.full((first, n), np.nan))
-            ):
-                shared.unlink()
-                shared = None
-        if sink is None and shared is None:
-            out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
+        shared_in: SharedInput | None = None
+        shared: SharedOutput | None = None
+        out: dict[str, np.ndarray] = {}
+        chunks: list[tuple[int, int, Any]] = []
         futures: list[Any] = []
         block_of: dict[str, tuple[int, int, int]] = {}  # future key -> (b0, b1, attempt)
 
-        def submit(b0: int, b1: int, data: list[Any], attempt: int = 0) -> Any:
+        def submit(b0: int, b1: int, data: Any, attempt: int = 0) -> Any:
             d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
             again = f"-again{attempt}" if attempt else ""
             fut = client.submit(
@@ -871,7 +895,7 @@ def compute(
                 key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}{again}",
                 retries=retries,
                 pure=False,
-                workers=[w for c0, c1, _, w in chunks if c0 <= b0 < c1][0],
+                workers=[home(b0)],
                 allow_other_workers=True,
             )
             futures.append(fut)
@@ -882,9 +906,40 @@ def compute(
             return 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
 
         try:
+            # On one host the workers map the panel from a shared-memory file; elsewhere it
+            # is scattered as described above
+            shared_in = _share_input(client, panel, used, groups) if shared_memory else None
+            if shared_in is None:
+                for c0, c1 in chunk_bounds:
+                    g = (the_plan.origin + c0) // the_plan.block_rows
+                    holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
+                    holders_of.setdefault(holders, []).append((c0, c1, piece(c0, c1)))
+                for holders, pieces in holders_of.items():
+                    futures_ = client.scatter(
+                        [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
+                    )
+                    for (c0, c1, _), future in zip(pieces, futures_):
+                        chunks.append((c0, c1, future))
+                chunks.sort(key=lambda c: c[0])
+            made = (
+                create_shared_output(list(the_plan.outputs), t, n)
+                if sink is None and shared_memory
+                else None
+            )
+            if made is not None:
+                shared, out = made
+                first = min((b0 for b0, _ in the_plan.blocks), default=t)
+                # rows no block writes (history before start_row)
+                if first and not shared.write(
+                    0, first, dict.fromkeys(out, np.full((first, n), np.nan))
+                ):
+                    shared.unlink()
+                    shared = None
+            if sink is None and shared is None:
+                out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
             for b0, b1 in the_plan.blocks:
                 s0 = halo_start(b0)
-                submit(b0, b1, [f for c0, c1, f, _ in chunks if c1 > s0 and c0 < b1])
+                submit(b0, b1, shared_in or [f for c0, c1, f in chunks if c1 > s0 and c0 < b1])
 
             from distributed import as_completed
             from distributed.client import FutureCancelledError
@@ -938,6 +993,8 @@ def compute(
         finally:
             if shared is not None:
                 shared.unlink()
+            if shared_in is not None:
+                shared_in.unlink()
         if unwritten:
             # Every other block is in the file by now (a worker writes before it returns): move
             # the result to private memory and add the blocks the file had no room for.
@@ -967,6 +1024,28 @@ def compute(
             h.on_finish(result)
         log.info("%s", result.summary())
         return result
+
+
+def _share_input(
+    client: Any, panel: Any, used: Sequence[str], groups: Mapping[str, Any]
+) -> SharedInput | None:
+    """The panel's fields in ``used`` and its groups in a shared-memory file every worker of
+    ``client`` can map, or None (a worker on another host, no room in the tmpfs): the panel
+    is then scattered."""
+    spec = create_shared_input(
+        {f: panel[f] for f in used if f not in groups}, {g: panel.groups[g] for g in groups}
+    )
+    if spec is None:
+        return None
+    try:
+        seen = client.run(can_read, spec)
+    except Exception as exc:  # a worker leaving meanwhile: scatter instead
+        log.debug("shared input not used: %s", exc)
+        seen = {}
+    if not seen or not all(seen.values()):
+        spec.unlink()
+        return None
+    return spec
 
 
 @contextlib.contextmanager

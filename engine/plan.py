@@ -19,7 +19,13 @@ The algorithm, in order:
    thread so Dask can balance load (``default_block_rows``), halved until no task's
    estimated working set is above ``task_memory_bytes``.
 5. Mark which nodes are cached (``cache_nodes``: the outputs, the outputs plus shared
-   sub-expressions, or every computed node).
+   sub-expressions, or every computed node). The default is the outputs: a run on the
+   shared-memory path then keeps no private copy of anything (the cached outputs are views
+   of the result files), while every shared node held costs a newly touched block of
+   memory per block (Alpha158 over 2000 x 200: 94 shared nodes, ~150 MB per worker, and
+   0.96-1.08 s instead of 1.12-1.38 s for a cold run, 6 alternated rounds on 2 workers).
+   A changed factor then recomputes its own tree, not only its changed nodes; "shared" or
+   "all" keep intermediate nodes too, for pipelines whose factors share costly parts.
 
 ``explain()`` prints all of it. The executor (``engine.execute``) runs a plan; the planner
 never touches data beyond the panel's shape and field names.
@@ -145,7 +151,7 @@ class Plan:
         block_rows: int | None = None,
         tasks_per_thread: int = 2,
         task_memory_bytes: int = 1 << 30,
-        cache_nodes: str = "shared",
+        cache_nodes: str = "outputs",
         origin: int = 0,
         start_row: int = 0,
     ) -> None:

@@ -115,7 +115,10 @@ def test_compute_on_real_sample_equals_evaluate(dask_client):
     assert_same(result.factors, expected)
 
 
-def test_killing_a_worker_mid_run_gives_the_same_result(dask_processes, small_panel):
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shared-files", "scattered"])
+def test_killing_a_worker_mid_run_gives_the_same_result(dask_processes, small_panel, shared_memory):
+    """Dask reruns the lost worker's blocks: from the shared input file on one host, or from
+    the surviving replica of scattered input (or input sent again, see ``compute``)."""
     from distributed import Client
 
     client = Client(scheduler_file=str(dask_processes.scheduler_file), timeout=60)
@@ -146,6 +149,7 @@ def test_killing_a_worker_mid_run_gives_the_same_result(dask_processes, small_pa
             hooks=[KillAfterFirstBlock()],
             progress=False,
             cache=False,
+            shared_memory=shared_memory,
         )
         assert killed.is_set() and victim.wait(timeout=30) is not None
         assert_same(result.factors, expected)
