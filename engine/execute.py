@@ -996,15 +996,10 @@ def compute(
             if shared_in is not None:
                 shared_in.unlink()
         if unwritten:
-            # Every other block is in the file by now (a worker writes before it returns): move
-            # the result to private memory and add the blocks the file had no room for.
             log.warning(
                 "shared-memory result files full: %d block(s) kept in memory", len(unwritten)
             )
-            out = {name: np.array(arr) for name, arr in out.items()}
-            for res in unwritten:
-                for name, arr in res.values.items():
-                    out[name][res.b0 : res.b1] = arr
+            out = _private_result(out, the_plan.blocks, unwritten)
         for w in messages:
             warnings.warn(w, RuntimeWarning, stacklevel=2)
         result = ComputeResult(
@@ -1046,6 +1041,30 @@ def _share_input(
         spec.unlink()
         return None
     return spec
+
+
+def _private_result(
+    mapped: Mapping[str, np.ndarray],
+    blocks: Sequence[tuple[int, int]],
+    unwritten: Sequence[BlockResult],
+) -> dict[str, np.ndarray]:
+    """The result in private memory when the shared files filled up: the rows that are in
+    the files (every block's outputs but those ``unwritten`` sent back, and the history rows
+    before the first block) copied out of them, the rest from the blocks' values.
+
+    A row never written is never read: in a full tmpfs, reading a hole of a shared mapping
+    makes the kernel allocate a page, and failing that it kills the process (SIGBUS)."""
+    returned = {(res.b0, name): arr for res in unwritten for name, arr in res.values.items()}
+    first = min((b0 for b0, _ in blocks), default=0)
+    out: dict[str, np.ndarray] = {}
+    for name, arr in mapped.items():
+        private = np.empty(arr.shape, dtype=np.float64)
+        private[:first] = arr[:first]
+        for b0, b1 in blocks:
+            sent = returned.get((b0, name))
+            private[b0:b1] = arr[b0:b1] if sent is None else sent
+        out[name] = private
+    return out
 
 
 @contextlib.contextmanager

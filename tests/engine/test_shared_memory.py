@@ -8,6 +8,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engine import compute, evaluate, plan
 from engine.execute import BlockData, CacheConfig, run_block
@@ -183,3 +184,43 @@ def test_block_writer_refuses_after_its_first_failure(tmp_path):
     np.testing.assert_array_equal(arrays["a"][:2], 1.0)
     np.testing.assert_array_equal(arrays["c"][:2], 0.0)
     spec.unlink()
+
+
+def test_a_full_tmpfs_result_is_copied_out_without_reading_unwritten_rows():
+    """When the shared files fill up, the client moves the result to private memory reading
+    only the rows that were written: in a full tmpfs, reading a hole allocates a page and,
+    failing that, kills the client with SIGBUS. (Here the tmpfs has room; the test checks
+    that no page was added to the files, which reading a hole would do.)"""
+    import os
+
+    from engine import shared_output
+    from engine.execute import BlockResult, CacheStats, _private_result
+
+    t, n, names = 96, 64, ["a", "b", "c"]
+    blocks = [(16, 48), (48, 80), (80, 96)]  # rows before 16: history, written by the client
+    made = shared_output.create(names, t, n)  # /dev/shm: a tmpfs, where holes matter
+    if made is None:
+        pytest.skip("no /dev/shm here")
+    spec, arrays = made
+    try:
+        rng = np.random.default_rng(2)
+        truth = {name: rng.normal(size=(t, n)) for name in names}
+        assert spec.write(0, 16, {k: v[:16] for k, v in truth.items()})
+        assert spec.write(16, 48, {k: v[16:48] for k, v in truth.items()})
+        assert spec.write(48, 80, {"b": truth["b"][48:80]})  # a and c came back
+        sent = [
+            BlockResult(
+                48, 80, {k: truth[k][48:80] for k in ("a", "c")}, CacheStats(), 0, 0.0, {}, []
+            ),
+            BlockResult(
+                80, 96, {k: v[80:] for k, v in truth.items()}, CacheStats(), 0, 0.0, {}, []
+            ),
+        ]
+        pages = sum(os.stat(p).st_blocks for p in spec.paths)
+        private = _private_result(arrays, blocks, sent)
+        assert sum(os.stat(p).st_blocks for p in spec.paths) == pages, "a hole was read"
+        for name in names:
+            np.testing.assert_array_equal(private[name], truth[name], err_msg=name)
+            assert not np.shares_memory(private[name], arrays[name])
+    finally:
+        spec.unlink()
