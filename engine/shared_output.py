@@ -286,15 +286,15 @@ def create(
         return None
     if st.f_bavail * st.f_frsize < spec.nbytes * _HEADROOM:
         return None
+    arrays = None
     try:
         for k, path in enumerate(spec.paths):
             with open(path, "x+b") as fh:
                 fh.truncate(spec.file_bytes(k))
+        arrays = spec.mapped()
     except OSError:
-        spec.unlink()
-        return None
-    arrays = spec.mapped()
-    if arrays is None:
-        spec.unlink()
-        return None
-    return spec, arrays
+        pass
+    finally:
+        if arrays is None:  # an error, or an interrupt (which goes on up): no file left
+            spec.unlink()
+    return None if arrays is None else (spec, arrays)

@@ -224,3 +224,17 @@ def test_a_full_tmpfs_result_is_copied_out_without_reading_unwritten_rows():
             assert not np.shares_memory(private[name], arrays[name])
     finally:
         spec.unlink()
+
+
+def test_an_interrupt_while_result_files_are_made_leaves_none_behind(tmp_path, monkeypatch):
+    """Ctrl-C in a notebook while ``create`` makes the files (or maps them) goes on up, and
+    removes the files made so far."""
+    from engine import shared_output
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shared_output.SharedOutput, "mapped", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        shared_output.create([f"f{i}" for i in range(5)], 8, 2, directory=tmp_path)
+    assert not list(tmp_path.iterdir())
