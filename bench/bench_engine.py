@@ -313,7 +313,7 @@ def section_plan(factors, panel, block_rows) -> None:
                 "halo",
                 "est. MiB/task",
                 "input rows read / panel rows",
-                "scattered GiB (x replicas)",
+                "panel GiB (shared file; or scattered x replicas)",
             ],
             rows,
         )
