@@ -175,7 +175,8 @@ DATES = "__dates__"
 
 def _node_fields(plan: Plan, groups: Mapping[str, Any]) -> Callable[[str], tuple[str, ...]]:
     """``fields(key)``: the fields (and the calendar) a node reads, each node's set built once
-    from its children's."""
+    from its children's. ``groups`` needs only the group names: the cached recursive closure
+    is a reference cycle, and whatever it holds lives until a full collection."""
 
     @functools.cache
     def own(key: str) -> frozenset[str]:
@@ -323,7 +324,7 @@ def run_block(
     remaining = {k: n.consumers + len(n.outputs) for k, n in plan.nodes.items()}
     node_seconds: dict[str, float] = {}
     computed = 0
-    fields_of = _node_fields(plan, data.groups)
+    fields_of = _node_fields(plan, dict.fromkeys(data.groups))  # names only: see there
     versions: dict[tuple[tuple[str, ...], int, int], str] = {}  # many nodes share a version
 
     def start_of(key: str) -> int:
@@ -464,6 +465,11 @@ def run_block(
     finally:
         if writer is not None:
             writer.close()
+        # materialize refers to itself: the cycle would keep the block's input (a mapping
+        # of the run's whole input file) and its last nodes alive until a full collection
+        materialize = None  # noqa: F841
+        data = None
+        memo.clear()
     sink_rows = 0
     if sink is not None:
         sink_rows = int(sink(b0, b1, values))
@@ -1032,15 +1038,16 @@ def _share_input(
     )
     if spec is None:
         return None
+    readable = False
     try:
         seen = client.run(can_read, spec)
+        readable = bool(seen) and all(seen.values())
     except Exception as exc:  # a worker leaving meanwhile: scatter instead
         log.debug("shared input not used: %s", exc)
-        seen = {}
-    if not seen or not all(seen.values()):
-        spec.unlink()
-        return None
-    return spec
+    finally:
+        if not readable:  # not used, or an interrupt (which goes on up): no file left
+            spec.unlink()
+    return spec if readable else None
 
 
 def _private_result(

@@ -227,12 +227,13 @@ def test_results_through_shared_memory_or_the_network_are_identical(dask_client,
         def on_finish(self, result):
             pass
 
-    before = set(Path("/dev/shm").glob("alphaforge-*"))
+    mine = f"alphaforge-{os.getpid()}-*"  # other processes may run alphaforge meanwhile
+    before = set(Path("/dev/shm").glob(mine))
     shm, net = Returned(), Returned()
     via_shm = compute(
         MIXED, small_panel, client=dask_client, block_rows=16, progress=False, hooks=[shm]
     )
-    assert set(Path("/dev/shm").glob("alphaforge-*")) == before, "result file not removed"
+    assert set(Path("/dev/shm").glob(mine)) == before, "result file not removed"
     via_net = compute(
         MIXED,
         small_panel,

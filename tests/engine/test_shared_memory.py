@@ -4,6 +4,7 @@ write there equals the network path, files never outlive a run, and failures fal
 from __future__ import annotations
 
 import operator
+import os
 import tracemalloc
 from pathlib import Path
 
@@ -23,8 +24,18 @@ FACTORS = {
 }
 
 
-def _shm_files(prefix: str) -> set[Path]:
-    return set(Path("/dev/shm").glob(f"{prefix}*"))
+def _shm_files() -> set[Path]:
+    """This process's input and result files in /dev/shm (others may run alphaforge too)."""
+    pid = os.getpid()
+    return {
+        *Path("/dev/shm").glob(f"alphaforge-in-{pid}-*"),
+        *Path("/dev/shm").glob(f"alphaforge-{pid}-*"),
+    }
+
+
+def _mappings_of(path: str) -> int:
+    with open("/proc/self/maps") as fh:
+        return sum(path in line for line in fh)
 
 
 def test_shared_input_round_trips_fields_and_groups_copy_on_write(tmp_path):
@@ -76,17 +87,17 @@ def test_compute_maps_the_panel_on_one_host_and_scatters_it_otherwise(
         return real_scatter(data, *args, **kwargs)
 
     monkeypatch.setattr(dask_client, "scatter", counting)
-    before = _shm_files("alphaforge-in-")
+    before = _shm_files()
     expected = evaluate(FACTORS, small_panel)
     mapped = compute(FACTORS, small_panel, dask_client, block_rows=16, progress=False)
     assert scatters == [1], "only the plan should be scattered"
-    assert _shm_files("alphaforge-in-") == before, "input file not removed"
+    assert _shm_files() == before, "input or result files not removed"
 
     scatters.clear()
     monkeypatch.setattr(execute, "can_read", operator.not_)  # every worker says no
     scattered = compute(FACTORS, small_panel, dask_client, block_rows=16, progress=False)
     assert len(scatters) >= 2 and sum(scatters) > len(small_panel.dates) // 16
-    assert _shm_files("alphaforge-in-") == before, "unused input file not removed"
+    assert _shm_files() == before, "unused input file (or result files) not removed"
     for name in FACTORS:
         np.testing.assert_array_equal(mapped[name], scattered[name], err_msg=name)
         np.testing.assert_allclose(
@@ -150,6 +161,7 @@ def test_a_block_holds_one_output_at_a_time_when_it_writes_the_result_files(tmp_
     off = CacheConfig(enabled=False)
     b0, b1 = p.blocks[1]
     one_output = (b1 - b0) * n * 8
+    run_block(p, data, b0, b1, {}, off)  # kernels loaded before anything is measured
 
     def peak(shared):
         tracemalloc.start()
@@ -238,3 +250,42 @@ def test_an_interrupt_while_result_files_are_made_leaves_none_behind(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         shared_output.create([f"f{i}" for i in range(5)], 8, 2, directory=tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_interrupt_while_workers_check_the_input_file_removes_it(
+    dask_client, small_panel, monkeypatch
+):
+    """Ctrl-C while compute asks the workers whether they can read the input file goes on
+    up and leaves no file in /dev/shm."""
+    before = _shm_files()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dask_client, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compute(FACTORS, small_panel, dask_client, block_rows=16, progress=False)
+    assert _shm_files() == before
+
+
+def test_a_block_lets_go_of_the_input_file_when_it_returns(small_panel):
+    """Nothing of a finished block keeps the run's input mapping alive, even with the cyclic
+    collector off: the file's pages are freed as soon as the run unlinks it."""
+    import gc
+
+    from engine import shared_input
+
+    p = plan(FACTORS, small_panel, block_rows=40)
+    fields = {f: small_panel[f] for f in p.fields if f not in small_panel.groups}
+    spec = shared_input.create(fields, dict(small_panel.groups))
+    assert spec is not None
+    gc.collect()
+    gc.disable()
+    try:
+        b0, b1 = p.blocks[1]
+        res = run_block(p, spec, b0, b1, {}, CacheConfig(enabled=False))
+        assert set(res.values) == set(FACTORS)
+        assert _mappings_of(spec.path) == 0
+    finally:
+        gc.enable()
+        spec.unlink()
