@@ -221,7 +221,7 @@ MIN_SHARED_FILE = 4 << 20
 
 
 def _mapped_input(spec: SharedInput) -> BlockData:
-    """The whole panel as read-only views of the run's shared input file."""
+    """The whole panel as views of the run's shared input file (copy-on-write)."""
     arrays = spec.arrays()
     if arrays is None:
         raise PlanError(
@@ -246,17 +246,14 @@ class _SharedL1:
         self,
         shared: SharedOutput,
         views: dict[str, np.ndarray],
+        charges: list[int],
         l1: MemoryLRU,
         run: str,
         b0: int,
         b1: int,
     ):
-        self.shared, self.views, self.l1, self.run = shared, views, l1, run
+        self.shared, self.views, self.charges, self.l1, self.run = shared, views, charges, l1, run
         self.b0, self.b1 = b0, b1
-        self.charges = [
-            -(-shared.file_bytes(k) // mmap.PAGESIZE) * mmap.PAGESIZE
-            for k in range(len(shared.paths))
-        ]
         self.done: set[str] = set()
 
     @classmethod
@@ -268,7 +265,10 @@ class _SharedL1:
         if min(sizes) < MIN_SHARED_FILE or 2 * min(sizes) > l1.max_bytes:
             return None
         views = shared.mapped()
-        return None if views is None else cls(shared, views, l1, run, b0, b1)
+        if views is None:
+            return None
+        charges = [-(-size // mmap.PAGESIZE) * mmap.PAGESIZE for size in sizes]
+        return cls(shared, views, charges, l1, run, b0, b1)
 
     def share(self, i: int, cache_key: str) -> None:
         """Replace output ``names[i]``'s cache entry under ``cache_key`` by its view."""
@@ -439,24 +439,23 @@ def run_block(
         return memo[key]
 
     values: dict[str, np.ndarray] | None = {}
-    names = list(plan.outputs)
+    outputs = list(enumerate(plan.outputs))
     writer, to_l1 = None, None
     if sink is None and shared is not None:
         # each output goes into the result files as soon as it is computed
         writer = shared.writer(b0)
-        names = [shared.names[i] for i in shared.order(b0, b1)]
+        outputs = [(i, shared.names[i]) for i in shared.order(b0, b1)]
         if whole and tiers.l1 is not None:
             to_l1 = _SharedL1.make(shared, tiers.l1, cache.run, b0, b1)
-    index = {name: i for i, name in enumerate(shared.names)} if shared is not None else {}
     try:
-        for name in names:
+        for i, name in outputs:
             key = plan.outputs[name]
             start, arr = materialize(key)
             # a view of the node's block rows (no copy: nothing writes to a computed node)
             rows = np.ascontiguousarray(arr[b0 - start :], dtype=np.float64)
-            if writer is not None and writer.put(index[name], rows):
+            if writer is not None and writer.put(i, rows):
                 if to_l1 is not None and plan.nodes[key].cached:
-                    to_l1.share(index[name], key_for(key, own_block))
+                    to_l1.share(i, key_for(key, own_block))
             else:
                 values[name] = rows  # sent back: no shared files, or the tmpfs is full
             remaining[key] -= 1

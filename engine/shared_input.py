@@ -5,8 +5,8 @@ are pickled, copied over loopback TCP and unpickled into fresh memory on each wo
 block whose halo spans two chunks copies its rows again to join them. For Alpha158 over
 2000 dates x 200 symbols (7 fields, 22 MB) the two scatters took 0.03-0.10 s each, before
 any task could start. Instead the client writes the fields and group codes once into a file
-in ``/dev/shm`` and every worker maps it read-only: a block reads views of its rows, with no
-copy, and a worker that loses its neighbour loses no input (the file is on the host, not in
+in ``/dev/shm`` and every worker maps it copy-on-write: a block reads views of its rows, with
+no copy, and a worker that loses its neighbour loses no input (the file is on the host, not in
 a worker).
 
 ``compute`` uses it only after checking that every worker can open the file (a cluster on
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.shared_output import _HEADROOM, SHM_DIR, map_file
+from engine.shared_output import _HEADROOM, SHM_DIR, map_file, pwrite_all
 
 __all__ = ["SharedInput", "can_read", "create"]
 
@@ -101,10 +101,7 @@ def create(
         for a, dtype in [(a, np.float64) for a in fields.values()] + [
             (g, np.int64) for g in groups.values()
         ]:
-            view = memoryview(np.ascontiguousarray(a, dtype=dtype)).cast("B")
-            while view:  # pwrite may write less than asked
-                done = os.pwrite(fd, view, offset)
-                view, offset = view[done:], offset + done
+            offset = pwrite_all(fd, np.ascontiguousarray(a, dtype=dtype), offset)
         written = True
     except OSError:
         pass

@@ -177,11 +177,8 @@ class BlockWriter:
         rows = np.ascontiguousarray(rows, dtype=np.float64)
         first, _ = spec._bounds(k)
         offset = ((i - first) * spec.n_dates + self.b0) * spec.n_symbols * 8
-        view = memoryview(rows).cast("B")
         try:
-            while view:  # pwrite may write less than asked
-                done = os.pwrite(fd, view, offset)
-                view, offset = view[done:], offset + done
+            pwrite_all(fd, rows, offset)
         except OSError:
             self.failed = True
             return False
@@ -191,6 +188,16 @@ class BlockWriter:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+
+def pwrite_all(fd: int, array: np.ndarray, offset: int) -> int:
+    """Write C-contiguous ``array``'s bytes at ``offset`` of ``fd`` (``pwrite`` may write less
+    than asked); the offset just past them."""
+    view = memoryview(array).cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+    return offset
 
 
 def map_file(path: str, nbytes: int, private: bool = False) -> ctypes.Array | None:
