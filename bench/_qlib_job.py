@@ -24,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from qlib_reference import dump_bin  # noqa: E402
 
 
-def cpu_seconds() -> float:
+def cpu_seconds() -> tuple[float, float]:
+    """(user + system, system) CPU seconds of this process and its finished children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    system = own.ru_stime + kids.ru_stime
+    return own.ru_utime + kids.ru_utime + system, system
 
 
 def main() -> int:
@@ -64,7 +66,8 @@ def main() -> int:
         D.instruments("all"), expressions, start_time=dates.min(), end_time=dates.max(), freq="day"
     )
     wall = time.perf_counter() - w0
-    cpu = cpu_seconds() - c0
+    c1 = cpu_seconds()
+    cpu, sys_cpu = c1[0] - c0[0], c1[1] - c0[1]
     frame.columns = names
     original = {str(s).upper(): s for s in bars["symbol"].unique()}
     out = frame.reset_index().rename(columns={"instrument": "symbol", "datetime": "date"})
@@ -81,6 +84,7 @@ def main() -> int:
                 "init_s": init_s,
                 "wall_s": wall,
                 "cpu_s": cpu,
+                "sys_s": sys_cpu,
                 "kernels": args.kernels,
             }
         )

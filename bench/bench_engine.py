@@ -48,6 +48,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -153,13 +154,16 @@ class Cluster:
         self.client.wait_for_workers(n_workers)
         self.pids = sorted(self.client.run(os.getpid).values())
 
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self.pids:
+    def cpu_split(self) -> tuple[float, float]:
+        """(user + system, system) CPU seconds of the workers and this process. System time
+        is mostly the kernel handing out memory pages (see bench_memory.py)."""
+        total = system = 0.0
+        for pid in [*self.pids, os.getpid()]:
             with contextlib.suppress(psutil.Error):
                 t = psutil.Process(pid).cpu_times()
                 total += t.user + t.system
-        return total
+                system += t.system
+        return total, system
 
     def close(self) -> None:
         self.client.close()
@@ -195,6 +199,17 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join(out)
 
 
+class Timed(NamedTuple):
+    """One timed run: its result, wall and CPU seconds (workers + client), the part of that
+    CPU time spent in the kernel (mostly handing out memory pages), and the RSS sampler."""
+
+    result: Any
+    wall: float
+    cpu: float
+    system: float
+    memory: MemorySampler
+
+
 def run(
     factors,
     panel,
@@ -208,9 +223,9 @@ def run(
     replicas=2,
     shared_memory=True,
 ):
-    """One timed ``engine.compute`` on ``cl``: (result, wall s, cpu s, memory sampler)."""
+    """One timed ``engine.compute`` on ``cl``."""
     settings = load_settings(cache_namespace=namespace, progress=False)
-    cpu0 = cl.cpu_seconds() + sum(psutil.Process().cpu_times()[:2])
+    cpu0, sys0 = cl.cpu_split()
     with MemorySampler(cl.pids) as mem, warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         t0 = time.perf_counter()
@@ -228,8 +243,8 @@ def run(
             shared_memory=shared_memory,
         )
         wall = time.perf_counter() - t0
-    cpu = cl.cpu_seconds() + sum(psutil.Process().cpu_times()[:2]) - cpu0
-    return res, wall, cpu, mem
+    cpu1, sys1 = cl.cpu_split()
+    return Timed(res, wall, cpu1 - cpu0, sys1 - sys0, mem)
 
 
 def delete_namespace(redis_url: str, namespace: str) -> int:
@@ -330,8 +345,8 @@ def section_correctness(factors, mem_limit) -> None:
     cl = Cluster(2, mem_limit)
     try:
         ns = f"bench-check-{uuid.uuid4().hex[:8]}"
-        res, _, _, _ = run(factors, small, cl, namespace=ns, block_rows=32, redis_url=None)
-        res2, _, _, _ = run(
+        res = run(factors, small, cl, namespace=ns, block_rows=32, redis_url=None).result
+        res2 = run(
             factors,
             small,
             cl,
@@ -379,7 +394,8 @@ def section_cache(factors, panel, args, redis_url, label) -> dict:
     mem = {}
     finite = set()
 
-    def add(name, res, wall, cpu, m):
+    def add(name: str, t: Timed) -> None:
+        res, wall, cpu, m = t.result, t.wall, t.cpu, t.memory
         s = res.stats
         rows.append(
             [
@@ -418,23 +434,14 @@ def section_cache(factors, panel, args, redis_url, label) -> dict:
     try:
         cl = Cluster(2, args.worker_memory)
         try:
-            add(
-                "cold",
-                *timed(cl),
-            )
-            add(
-                "warm-L1 (same cluster)",
-                *timed(cl),
-            )
+            add("cold", timed(cl))
+            add("warm-L1 (same cluster)", timed(cl))
         finally:
             cl.close()
         if redis_url:
             cl = Cluster(2, args.worker_memory)
             try:
-                add(
-                    "warm-L2 (new cluster)",
-                    *timed(cl),
-                )
+                add("warm-L2 (new cluster)", timed(cl))
             finally:
                 cl.close()
     finally:
@@ -482,7 +489,7 @@ def section_scaling(factors, panel, args) -> None:
     ):
         cl = Cluster(workers, args.worker_memory, numba_threads)
         try:
-            res, wall, cpu, m = run(
+            res, wall, cpu, _, m = run(
                 factors,
                 panel,
                 cl,
@@ -561,25 +568,22 @@ def section_qlib(args) -> None:
     # Qlib's values are read after alphaforge's runs (below), not held in memory meanwhile
     qlib_out = tmp / "qlib.parquet"
 
-    def cold(cl: Cluster, **kw):
-        """One run on ``cl`` with a fresh cache namespace: (result, wall s, cpu s)."""
+    def cold(cl: Cluster, **kw) -> Timed:
+        """One run on ``cl`` with a fresh cache namespace."""
         namespace = f"bench-q-{uuid.uuid4().hex[:8]}"
-        res, wall, cpu, _ = run(
-            alpha158, panel, cl, namespace=namespace, block_rows=None, redis_url=None, **kw
-        )
-        return res, wall, cpu
+        return run(alpha158, panel, cl, namespace=namespace, block_rows=None, redis_url=None, **kw)
 
     cl = Cluster(2, args.worker_memory)
     try:
-        res, wall, cpu = cold(cl)
+        first = cold(cl)
     finally:
         cl.close()
     cl = Cluster(2, args.worker_memory)
     try:
         cl.client.run(_preload_kernels)
-        res_p, wall_p, cpu_p = cold(cl)
-        res_o, wall_o, cpu_o = cold(cl, cache=False)
-        res_n, wall_n, cpu_n = cold(cl, shared_memory=False)
+        pre = cold(cl)
+        off = cold(cl, cache=False)
+        net = cold(cl, shared_memory=False)
     finally:
         cl.close()
     cl = Cluster(2, args.worker_memory, dask_malloc=True)
@@ -587,7 +591,7 @@ def section_qlib(args) -> None:
         trim = cl.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
         trim = ",".join(sorted({str(v) for v in trim.values()}))
         cl.client.run(_preload_kernels)
-        res_m, wall_m, cpu_m = cold(cl)
+        dmalloc = cold(cl)
     finally:
         cl.close()
     try:
@@ -598,64 +602,75 @@ def section_qlib(args) -> None:
     frame = frame.reindex(full)
     theirs = {c: frame[c].to_numpy(dtype=np.float64).reshape(t, n) for c in frame.columns}
     evaluate(alpha158, panel)  # kernels loaded in this process; first call excluded
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, w0 = psutil.Process().cpu_times(), time.perf_counter()
     ref = evaluate(alpha158, panel)
-    wall_e, cpu_e = time.perf_counter() - w0, time.process_time() - c0
+    c1 = psutil.Process().cpu_times()
+    wall_e = time.perf_counter() - w0
+    cpu_e, sys_e = c1.user + c1.system - c0.user - c0.system, c1.system - c0.system
     cells = len(alpha158) * t * n
+    res = first.result
 
-    def timing_row(label: str, wall_s: float, cpu_s: float, note: str, wall_digits: int = 2):
+    def timing_row(label: str, wall_s: float, cpu_s: float, sys_s: float, note: str, digits=2):
         return [
             label,
-            f"{wall_s:.{wall_digits}f}",
+            f"{wall_s:.{digits}f}",
             f"{cpu_s:.1f}",
+            f"{sys_s:.2f}",
             rate(cells, wall_s),
             f"{cpu_s / (cells / 1e6):.3f}",
             note,
         ]
 
+    def row(label: str, r: Timed, note: str):
+        return timing_row(label, r.wall, r.cpu, r.system, note)
+
     print(
         table(
-            ["engine", "wall s", "CPU s", "factor-cells/s", "CPU-s per M cells", "note"],
+            [
+                "engine",
+                "wall s",
+                "CPU s",
+                "of which system",
+                "factor-cells/s",
+                "CPU-s/M cells",
+                "note",
+            ],
             [
                 timing_row(
                     f"Qlib {info['qlib']} D.features",
                     info["wall_s"],
                     info["cpu_s"],
+                    info.get("sys_s", float("nan")),
                     f"kernels={info['kernels']}, fresh process, expression/dataset cache off; "
                     f"excl. qlib.init {info['init_s']:.1f}s, bin dump {info['dump_s']:.1f}s",
-                    wall_digits=1,
+                    digits=1,
                 ),
-                timing_row(
+                row(
                     "alphaforge compute, cold",
-                    wall,
-                    cpu,
+                    first,
                     f"fresh 2-worker LocalCluster (start-up excluded), empty L1, no L2, "
                     f"{len(res.plan.blocks)} blocks, values gathered; kernels loading since "
                     "worker start-up",
                 ),
-                timing_row(
+                row(
                     "alphaforge, cold caches",
-                    wall_p,
-                    cpu_p,
+                    pre,
                     "another fresh cluster, kernels pre-loaded in the workers (client.run) "
                     "before timing; caches empty",
                 ),
-                timing_row(
+                row(
                     "alphaforge, caches off",
-                    wall_o,
-                    cpu_o,
+                    off,
                     "same cluster, cache=False (nothing stored: Qlib's caches are off too)",
                 ),
-                timing_row(
+                row(
                     "alphaforge, cold caches, network",
-                    wall_n,
-                    cpu_n,
+                    net,
                     "same cluster, results sent back through Dask (shared_memory=False)",
                 ),
-                timing_row(
+                row(
                     "alphaforge, cold caches, Dask malloc",
-                    wall_m,
-                    cpu_m,
+                    dmalloc,
                     f"workers with Dask's default environment (MALLOC_TRIM_THRESHOLD_={trim} "
                     "only), not cluster.connect.WORKER_MALLOC_ENV",
                 ),
@@ -663,28 +678,34 @@ def section_qlib(args) -> None:
                     "alphaforge engine.evaluate",
                     wall_e,
                     cpu_e,
+                    sys_e,
                     "single process (this one), no Dask, 2nd call (kernels loaded), no caches",
                 ),
             ],
         )
     )
+    qw, qc = info["wall_s"], info["cpu_s"]
+
+    def ratios(r: Timed) -> str:
+        return f"wall {qw / r.wall:.1f}x, CPU {qc / max(r.cpu, 1e-9):.1f}x"
+
     print(
-        f"  speed-up alphaforge vs Qlib, cold: wall {info['wall_s'] / wall:.1f}x, "
-        f"CPU {info['cpu_s'] / max(cpu, 1e-9):.1f}x; with kernels pre-loaded: wall "
-        f"{info['wall_s'] / wall_p:.1f}x, CPU {info['cpu_s'] / max(cpu_p, 1e-9):.1f}x "
-        f"(bar: >= 20x)"
+        f"  speed-up alphaforge vs Qlib, cold: {ratios(first)}; with kernels pre-loaded: "
+        f"{ratios(pre)} (bar: >= 20x, i.e. <= {qw / 20:.2f} s wall)"
     )
     print(
-        f"  caches off: wall {info['wall_s'] / wall_o:.1f}x, CPU "
-        f"{info['cpu_s'] / max(cpu_o, 1e-9):.1f}x; "
-        f"results over the network: wall {info['wall_s'] / wall_n:.1f}x; Dask's malloc "
-        f"settings: wall {info['wall_s'] / wall_m:.1f}x, CPU "
-        f"{info['cpu_s'] / max(cpu_m, 1e-9):.1f}x; single-process evaluate: wall "
-        f"{info['wall_s'] / wall_e:.1f}x, CPU {info['cpu_s'] / max(cpu_e, 1e-9):.1f}x"
+        f"  caches off: {ratios(off)}; results over the network: {ratios(net)}; Dask's malloc "
+        f"settings: {ratios(dmalloc)}; single-process evaluate: wall {qw / wall_e:.1f}x, CPU "
+        f"{qc / max(cpu_e, 1e-9):.1f}x"
+    )
+    print(
+        "  'of which system': CPU time in the kernel, on this VM mostly handing out memory pages "
+        "the host has taken back (bench/bench_memory.py measures the cost); the result alone "
+        f"is {len(alpha158) * t * n * 8 / 1e6:.0f} MB of float64"
     )
     same = all(
-        np.array_equal(res[k], r[k], equal_nan=True)
-        for r in (res_p, res_n, res_m)
+        np.array_equal(res[k], r.result[k], equal_nan=True)
+        for r in (pre, off, net, dmalloc)
         for k in alpha158
     ) and all(np.allclose(res[k], ref[k], rtol=1e-12, atol=0, equal_nan=True) for k in alpha158)
     print(
