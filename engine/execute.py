@@ -52,7 +52,7 @@ from engine.cache import (
 )
 from engine.errors import PlanError
 from engine.evaluate import as_expressions, group_level
-from engine.kernels import BLOCK_ALIGNED
+from engine.kernels import BLOCK_ALIGNED, MULTI
 from engine.plan import UNBOUNDED, Plan
 from engine.shared_input import SharedInput, can_read
 from engine.shared_input import create as create_shared_input
@@ -326,6 +326,7 @@ def run_block(
     computed = 0
     fields_of = _node_fields(plan, dict.fromkeys(data.groups))  # names only: see there
     versions: dict[tuple[tuple[str, ...], int, int], str] = {}  # many nodes share a version
+    made: set[str] = set()  # nodes computed or read from a cache (a sibling is made once)
 
     def start_of(key: str) -> int:
         need = plan.nodes[key].need
@@ -373,6 +374,37 @@ def run_block(
         stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return stacked[start - grid_rows(first)[0] :]
 
+    def finish(key: str, start: int, arr: np.ndarray, elapsed: float) -> tuple[int, np.ndarray]:
+        """Book a computed node: its time, its inputs' remaining uses, its cache entry."""
+        nonlocal computed
+        node = plan.nodes[key]
+        computed += 1
+        node_seconds[key] = elapsed
+        for c in set(node.children):
+            remaining[c] -= 1
+            if remaining[c] <= 0:
+                memo.pop(c, None)
+        if node.cached and whole:
+            tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
+        made.add(key)
+        memo[key] = (start, arr)
+        return memo[key]
+
+    def cached_sibling(key: str) -> bool:
+        """Whether sibling ``key`` is made already or is read from a cache now (looked up
+        once, as its own materialize would)."""
+        if key in made:
+            return True
+        node = plan.nodes[key]
+        if node.cached and whole:
+            start = start_of(key)
+            hit = from_cache(key, start)
+            if hit is not None:
+                made.add(key)
+                memo[key] = (start, hit)
+                return True
+        return False
+
     def materialize(key: str) -> tuple[int, np.ndarray]:
         if key in memo:
             return memo[key]
@@ -382,61 +414,66 @@ def run_block(
         if node.cached and whole:
             hit = from_cache(key, start)
             if hit is not None:
+                made.add(key)
                 memo[key] = (start, hit)
                 return memo[key]
         if isinstance(e, Field):
-            arr = data.field(e.name, start, b1)
-        elif isinstance(e, Const):
-            arr = np.full((b1 - start, n_sym), e.value)
-        else:
-            assert isinstance(e, Call)
-            grouped = e.spec.kind == "group"
-            value_args = e.args[:-1] if grouped else e.args
-            kids = [materialize(c.key) for c in value_args]
-            t0 = time.perf_counter()  # this node's own time, without its inputs'
-            s = max((k[0] for k in kids), default=start)
+            memo[key] = (start, data.field(e.name, start, b1))
+            return memo[key]
+        if isinstance(e, Const):
+            memo[key] = (start, np.full((b1 - start, n_sym), e.value))
+            return memo[key]
+        assert isinstance(e, Call)
+        grouped = e.spec.kind == "group"
+        value_args = e.args[:-1] if grouped else e.args
+        kids = [materialize(c.key) for c in value_args]
+        t0 = time.perf_counter()  # this node's own time, without its inputs'
+        s = max((k[0] for k in kids), default=start)
 
-            def run(s0: int) -> np.ndarray:
-                arrays = [np.ascontiguousarray(carr[s0 - c0 :]) for c0, carr in kids]
-                if grouped:
-                    arrays.append(data.group(e.args[-1].name, s0, b1))
-                try:
-                    return KERNELS[e.op](*arrays, **e.param_dict)
-                except KeyError:
-                    raise PlanError(f"no kernel registered for operator {e.op!r}") from None
+        def inputs(s0: int) -> list[np.ndarray]:
+            arrays = [np.ascontiguousarray(carr[s0 - c0 :]) for c0, carr in kids]
+            if grouped:
+                arrays.append(data.group(e.args[-1].name, s0, b1))
+            return arrays
 
-            if e.op in BLOCK_ALIGNED:
-                # start on an absolute multiple of w, a window early (see BLOCK_ALIGNED)
-                w = int(e.param_dict[BLOCK_ALIGNED[e.op]])
-                aligned = ((origin + start) // w - 1) * w - origin
-                if aligned >= 0:
-                    assert aligned >= s, "planner gave too few extra rows"
-                    s = aligned
-                    arr = run(s)[start - s :]
-                else:
-                    # The window's history is too short for the first rows: compute them from
-                    # where the data starts, and rows a window past the first aligned row
-                    # (exact again) from that row.
-                    arr = run(s)[start - s :]
-                    first = -origin % w
-                    if first + w < b1:
-                        exact = run(first)
-                        r0 = max(start, first + w)
-                        arr[r0 - start :] = exact[r0 - first :]
-            else:
+        def run(s0: int) -> np.ndarray:
+            try:
+                return KERNELS[e.op](*inputs(s0), **e.param_dict)
+            except KeyError:
+                raise PlanError(f"no kernel registered for operator {e.op!r}") from None
+
+        group = [k for k in plan.siblings.get(key, ()) if k == key or not cached_sibling(k)]
+        if len(group) > 1:
+            # one pass for the node and its siblings (same inputs, same rows: Plan.siblings)
+            param, keyword, multi = MULTI[e.op]
+            values = [plan.nodes[k].expr.param_dict[param] for k in group]
+            rest = {k: v for k, v in e.params if k != param}
+            arrays = multi(*inputs(s), **rest, **{keyword: values})
+            elapsed = (time.perf_counter() - t0) / len(group)
+            for k, arr in zip(group, arrays):
+                finish(k, start, arr[start - s :], elapsed)
+            return memo[key]
+        if e.op in BLOCK_ALIGNED:
+            # start on an absolute multiple of w, a window early (see BLOCK_ALIGNED)
+            w = int(e.param_dict[BLOCK_ALIGNED[e.op]])
+            aligned = ((origin + start) // w - 1) * w - origin
+            if aligned >= 0:
+                assert aligned >= s, "planner gave too few extra rows"
+                s = aligned
                 arr = run(s)[start - s :]
-            elapsed = time.perf_counter() - t0
-            nonlocal computed
-            computed += 1
-            node_seconds[key] = elapsed
-            for c in set(node.children):
-                remaining[c] -= 1
-                if remaining[c] <= 0:
-                    memo.pop(c, None)
-            if node.cached and whole:
-                tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
-        memo[key] = (start, arr)
-        return memo[key]
+            else:
+                # The window's history is too short for the first rows: compute them from
+                # where the data starts, and rows a window past the first aligned row
+                # (exact again) from that row.
+                arr = run(s)[start - s :]
+                first = -origin % w
+                if first + w < b1:
+                    exact = run(first)
+                    r0 = max(start, first + w)
+                    arr[r0 - start :] = exact[r0 - first :]
+        else:
+            arr = run(s)[start - s :]
+        return finish(key, start, arr, time.perf_counter() - t0)
 
     values: dict[str, np.ndarray] | None = {}
     outputs = list(enumerate(plan.outputs))

@@ -37,7 +37,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 
-from engine.kernels import BLOCK_ALIGNED
+from engine.kernels import BLOCK_ALIGNED, MULTI
 from factors.expr import Call, Const, Expr, Field, field_lookback
 
 #: Stands for "all history before the block" in lookbacks and extra rows.
@@ -208,6 +208,7 @@ class Plan:
                 cached=cached(n),
                 cost=_cost(n),
             )
+        self.siblings = self._siblings()
         self.nodes_before_sharing = tree_size(self.exprs)
         self.fields = sorted(
             {n.expr.name for n in self.nodes.values() if isinstance(n.expr, Field)}
@@ -227,6 +228,20 @@ class Plan:
         self.origin = int(origin)
         self.start_row = int(start_row)
         self.blocks = self._grid(self.shape[0], self.block_rows, self.origin, self.start_row)
+
+    def _siblings(self) -> dict[str, tuple[str, ...]]:
+        """Node key -> the group of nodes one pass computes with it (``engine.kernels.MULTI``):
+        one operator over the same inputs with the same parameters but one, over the same
+        extra rows (so over the same rows of every block). Alpha158: QTLU5 and QTLD5 are
+        ``ts_quantile(close, 5, q)`` for q = 0.8 and 0.2."""
+        groups: dict[tuple, list[str]] = {}
+        for key, node in self.nodes.items():
+            e = node.expr
+            if isinstance(e, Call) and e.op in MULTI and e.op not in BLOCK_ALIGNED:
+                varying = MULTI[e.op][0]
+                rest = tuple(p for p in e.params if p[0] != varying)
+                groups.setdefault((e.op, node.children, rest, node.need), []).append(key)
+        return {k: tuple(g) for g in groups.values() if len(g) > 1 for k in g}
 
     @staticmethod
     def _grid(t: int, rows: int, origin: int, start_row: int = 0) -> list[tuple[int, int]]:
@@ -325,6 +340,8 @@ class Plan:
             f"  estimated cost: {self.cost / 1e6:,.0f} M cell-ops; "
             f"memory per task: {self.task_bytes(self.block_rows) / 2**20:,.0f} MiB",
             f"  cached nodes ({self.cache_nodes}): {sum(x.cached for x in self.nodes.values())}",
+            f"  computed together: {len(self.siblings)} nodes in "
+            f"{len(set(self.siblings.values()))} groups (one pass each)",
             "",
             f"  {'node':<14} {'lookback':>9} {'extra rows':>10} {'uses':>5}  {'cached':<6} formula",
         ]

@@ -25,7 +25,7 @@ from engine.kernels import (
     technical,
 )
 
-__all__ = ["BLOCK_ALIGNED", "KERNELS", "MODULES", "warmup", "warmup_locked"]
+__all__ = ["BLOCK_ALIGNED", "KERNELS", "MODULES", "MULTI", "warmup", "warmup_locked"]
 
 #: Kernels that keep running sums and recompute them from scratch every ``w`` rows counted
 #: from the first row they are given (operator -> name of its window parameter). Their last
@@ -50,6 +50,15 @@ BLOCK_ALIGNED: dict[str, str] = {
         "ts_resi",
         "decay_linear",
     )
+}
+
+#: Operators of which one pass computes several nodes that differ only in one parameter:
+#: operator -> (that parameter, the keyword taking a sequence of its values, a kernel called
+#: like the operator's but with that keyword, returning one array per value, each bit for bit
+#: the single kernel's). The planner groups such nodes (``Plan.siblings``), the executor
+#: computes a group at once. Never an operator of ``BLOCK_ALIGNED``.
+MULTI: dict[str, tuple[str, str, Callable[..., list[np.ndarray]]]] = {
+    "ts_quantile": ("q", "qs", rolling_order.ts_quantiles),
 }
 
 MODULES: tuple[ModuleType, ...] = (

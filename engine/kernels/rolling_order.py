@@ -24,14 +24,16 @@ current value is NaN. ts_quantile interpolates linearly (pandas `quantile`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numba
 import numpy as np
 
 from engine.kernels import extreme
 from engine.kernels._jit import njit, prange
 from engine.kernels._validate import (
     COLUMNS_PER_BLOCK,
+    COLUMNS_PER_TASK,
     as_panel_array,
     call_blocked,
     call_with_output,
@@ -52,6 +54,7 @@ __all__ = [
     "ts_median",
     "ts_min",
     "ts_quantile",
+    "ts_quantiles",
     "ts_rank",
     "warmup",
 ]
@@ -86,10 +89,11 @@ def _rank_1d(a, w, minp, out):
 
 
 @njit(nogil=True, error_model="numpy")
-def _quantile_1d(a, w, minp, q, out):
+def _quantile_1d(a, w, minp, qs, out):
     # `buf[:n]` holds the valid values of the window in sorted order. A leaving value is
     # found by binary search (the first of its equals) and removed, an entering one goes after
     # its equals; when both happen on a row, one shift between the two positions does both.
+    # Every quantile in `qs` is read off the same sorted window (out[k] for qs[k]).
     buf = np.empty(w, dtype=np.float64)
     n = 0
     for t in range(a.shape[0]):
@@ -127,14 +131,15 @@ def _quantile_1d(a, w, minp, q, out):
                 i -= 1
             buf[i] = v
             n += 1
-        if n >= minp and n > 0:
-            pos = q * (n - 1)
-            lo = int(np.floor(pos))
-            hi = min(lo + 1, n - 1)
-            frac = pos - lo
-            out[t] = buf[lo] + (buf[hi] - buf[lo]) * frac if frac > 0.0 else buf[lo]
-        else:
-            out[t] = np.nan
+        for kq in range(qs.shape[0]):
+            if n >= minp and n > 0:
+                pos = qs[kq] * (n - 1)
+                lo = int(np.floor(pos))
+                hi = min(lo + 1, n - 1)
+                frac = pos - lo
+                out[kq, t] = buf[lo] + (buf[hi] - buf[lo]) * frac if frac > 0.0 else buf[lo]
+            else:
+                out[kq, t] = np.nan
 
 
 @njit(nogil=True, error_model="numpy")
@@ -239,9 +244,9 @@ def _rank(a, w, minp, out):
 
 
 @njit(parallel=True)
-def _quantile(a, w, minp, q, out):
+def _quantile(a, w, minp, qs, out):
     for j in prange(a.shape[1]):
-        _quantile_1d(a[:, j], w, minp, q, out[:, j])
+        _quantile_1d(a[:, j], w, minp, qs, out[:, :, j])
     return out
 
 
@@ -319,18 +324,40 @@ def ts_rank(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray
     return call_with_output(_rank, *_args(x, w, min_periods))
 
 
-def ts_quantile(x: np.ndarray, w: int, q: float, min_periods: int | None = None) -> np.ndarray:
-    """`q`-quantile (0 <= q <= 1) of the window's valid values, linear interpolation."""
+def _check_q(q: object) -> float:
     if isinstance(q, bool) or not isinstance(q, (int, float, np.floating, np.integer)):
         raise ValueError(f"q must be a number in [0, 1], got {q!r}")
     if not 0.0 <= float(q) <= 1.0:
         raise ValueError(f"q must be in [0, 1], got {q!r}")
-    return call_with_output(_quantile, *_args(x, w, min_periods), float(q))
+    return float(q)
+
+
+def ts_quantiles(
+    x: np.ndarray, w: int, qs: Sequence[float], min_periods: int | None = None
+) -> list[np.ndarray]:
+    """``[ts_quantile(x, w, q, min_periods) for q in qs]`` in one pass (one sorted window
+    serves every q), bit for bit the same values: Alpha158's QTLU and QTLD are the 0.8 and
+    0.2 quantiles of the same windows (the planner pairs such nodes, ``Plan.siblings``)."""
+    qarr = np.array([_check_q(q) for q in qs], dtype=np.float64)
+    if qarr.size == 0:
+        raise ValueError("qs must hold at least one quantile")
+    a, w, minp = _args(x, w, min_periods)
+    previous = numba.set_parallel_chunksize(COLUMNS_PER_TASK)  # as call_with_output
+    try:
+        out = _quantile(a, w, minp, qarr, np.empty((qarr.size, *a.shape)))
+    finally:
+        numba.set_parallel_chunksize(previous)
+    return list(out)
+
+
+def ts_quantile(x: np.ndarray, w: int, q: float, min_periods: int | None = None) -> np.ndarray:
+    """`q`-quantile (0 <= q <= 1) of the window's valid values, linear interpolation."""
+    return ts_quantiles(x, w, (q,), min_periods)[0]
 
 
 def ts_median(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     """Median of the window's valid values (mean of the middle two for an even count)."""
-    return call_with_output(_quantile, *_args(x, w, min_periods), 0.5)
+    return ts_quantiles(x, w, (0.5,), min_periods)[0]
 
 
 def ts_mad(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
@@ -362,4 +389,5 @@ def warmup() -> None:
     ts_argmin_listed(x, x, 3, 1)
     ts_rank(x, 3)
     ts_quantile(x, 3, 0.25)
+    ts_quantiles(x, 3, (0.2, 0.8))
     ts_mad(x, 3)

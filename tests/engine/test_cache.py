@@ -273,6 +273,44 @@ def test_changing_one_factor_recomputes_only_its_nodes(redis_url, redis_namespac
     np.testing.assert_allclose(again["b"], expected["b"], rtol=1e-12, equal_nan=True)
 
 
+def test_sibling_quantiles_share_a_pass_and_a_changed_one_recomputes_alone(
+    redis_url, redis_namespace, panel
+):
+    """QTLU/QTLD-style siblings (one ts_quantile pass, engine.kernels.MULTI) give evaluate's
+    values; changing one of them recomputes only its own nodes: its unchanged sibling is read
+    from the cache, not recomputed with it."""
+    from cluster.config import load_settings
+    from engine import plan
+
+    factors = {
+        "hi": "ts_quantile(close, 5, 0.8) / close",
+        "lo": "ts_quantile(close, 5, 0.2) / close",
+        "mid": "ts_quantile(close, 10, 0.5)",
+    }
+    p = plan(factors, panel)
+    (group,) = set(p.siblings.values())  # window 10 has one quantile: no group
+    assert sorted(p.nodes[k].expr.param_dict["q"] for k in group) == [0.2, 0.8]
+    assert "computed together: 2 nodes in 1 groups" in p.explain()
+    settings = load_settings(
+        cache_namespace=redis_namespace, redis_url=redis_url, cache_nodes="all"
+    )
+    client, cluster = _fresh_cluster()
+    with client, cluster:
+        first = compute(factors, panel, client, block_rows=15, settings=settings, progress=False)
+        changed = dict(factors, hi="ts_quantile(close, 5, 0.9) / close")
+        again = compute(changed, panel, client, block_rows=15, settings=settings, progress=False)
+    n_blocks = len(first.plan.blocks)
+    quantiles = sum(n.label == "ts_quantile" for n in first.plan.nodes.values())
+    assert first.computed_nodes == n_blocks * (quantiles + 2)  # + the two divisions
+    hi_q, lo_q = (first.node_seconds[k] for k in group)
+    assert hi_q == lo_q > 0  # one pass per block, its time split between the two
+    assert again.computed_nodes == 2 * n_blocks  # ts_quantile(.., 0.9) and its division
+    for result, factors_run in ((first, factors), (again, changed)):
+        expected = evaluate(factors_run, panel)
+        for name in factors_run:
+            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
+
+
 def test_planted_pickle_is_rejected_and_never_unpickled(
     redis_url, redis_namespace, panel, tmp_path
 ):

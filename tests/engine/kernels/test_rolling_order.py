@@ -182,6 +182,32 @@ def test_bad_quantile_raises(q) -> None:
         rolling_order.ts_quantile(np.ones((4, 2)), 3, q)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    qs=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=4),
+)
+def test_quantiles_in_one_pass_are_each_quantile_bit_for_bit(data: st.DataObject, qs) -> None:
+    """The planner computes sibling quantile nodes (QTLU/QTLD) with ts_quantiles: it must give
+    exactly the values ts_quantile gives for each q, and those are numpy's quantiles."""
+    x, kind = data.draw(panels())
+    w, mp = data.draw(window_args(x.shape[0]))
+    together = rolling_order.ts_quantiles(x, w, qs, min_periods=mp)
+    assert len(together) == len(qs)
+    for q, got in zip(qs, together):
+        alone = rolling_order.ts_quantile(x, w, q, min_periods=mp)
+        np.testing.assert_array_equal(got, alone, err_msg=f"q={q} ({kind}, w={w}, mp={mp})")
+        expected = naive_rolling(x, w, mp, lambda v, win, q=q: np.quantile(v, q))
+        assert_same(got, expected, atol=1e-13, what=f"ts_quantiles q={q} vs numpy")
+
+
+def test_quantiles_need_at_least_one_valid_q() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        rolling_order.ts_quantiles(np.ones((4, 2)), 3, [])
+    with pytest.raises(ValueError, match="q must be in"):
+        rolling_order.ts_quantiles(np.ones((4, 2)), 3, [0.2, 1.5])
+
+
 def test_kernels_table_and_warmup() -> None:
     rolling_order.warmup()
     assert set(rolling_order.KERNELS) == {
