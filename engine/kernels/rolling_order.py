@@ -2,12 +2,14 @@
 
 Owns the registry entries of ts_min, ts_max, ts_argmin, ts_argmax (skipping NaN they run in
 `extreme`, van Herk / Gil-Werman, ~3 comparisons per cell), and the O(w)-per-row ones:
-ts_rank (the current value compared with a ring of the last w values, branch-free and
-vectorised: measured faster than two binary searches in a sorted window up to w = 60),
-ts_median/ts_quantile (a sorted copy of the window's valid values kept by insertion and
-deletion: O(log w) search plus an O(w) shift), ts_mad (two passes over the window, the
-textbook definition: the mean moves, so every deviation changes). These walk one column at
-a time (a row sweep over column blocks measured no faster for them). Window/NaN/min_periods
+ts_rank (each row of a block of columns compared with the window's rows, branch-free and
+vectorised across the columns: 2.5-3x faster than the same scan down one column at a time
+over a ring of its last w values, on 560 x 200 blocks, w = 5..60), ts_median/ts_quantile (a
+sorted copy of the window's valid values kept by insertion and deletion: O(log w) search
+plus an O(w) shift; one pass serves several quantiles, `ts_quantiles`), ts_mad (two passes
+over the window, the textbook definition: the mean moves, so every deviation changes). The
+last two walk one column at a time (a row sweep over column blocks measured no faster for
+them). Window/NaN/min_periods
 semantics are the shared ones described in `rolling`. All results depend on the window's
 values only, so any start row at least one window back reproduces them bit for bit.
 
@@ -64,28 +66,30 @@ __all__ = [
 
 
 @njit(nogil=True, error_model="numpy")
-def _rank_1d(a, w, minp, out):
-    # The last w values (NaN included, rows before the start as NaN) in a small contiguous
-    # ring, scanned branch-free for each row: O(w) per row, vectorised by LLVM.
-    ring = np.full(w, np.nan)
-    pos = 0
+def _rank_block(a, w, minp, out, j0, j1):
+    # For each row, the window's rows of columns j0:j1 are compared with the current row, a
+    # contiguous read per window row: the per-column counters are selects LLVM vectorises.
+    m = j1 - j0
+    less = np.empty(m)  # float counters: the selects vectorise (measured 1.5x over int)
+    equal = np.empty(m)  # includes the current value itself
+    n = np.empty(m)
     for t in range(a.shape[0]):
-        v = a[t]
-        ring[pos] = v
-        pos = pos + 1 if pos + 1 < w else 0
-        out[t] = np.nan
-        if np.isnan(v):
-            continue
-        less = 0.0  # float counters: the selects vectorise (measured 1.5x over int)
-        equal = 0.0  # includes the current value itself
-        n = 0.0
-        for k in range(w):
-            x = ring[k]
-            less += 1.0 if x < v else 0.0
-            equal += 1.0 if x == v else 0.0
-            n += 1.0 if x == x else 0.0
-        if n >= minp:
-            out[t] = (less + (equal + 1) / 2.0) / n
+        cur = a[t, j0:j1]
+        less[:] = 0.0
+        equal[:] = 0.0
+        n[:] = 0.0
+        for r in range(max(0, t - w + 1), t + 1):
+            row = a[r, j0:j1]
+            for jj in range(m):
+                x = row[jj]
+                v = cur[jj]
+                less[jj] += 1.0 if x < v else 0.0
+                equal[jj] += 1.0 if x == v else 0.0
+                n[jj] += 1.0 if x == x else 0.0
+        o = out[t, j0:j1]
+        for jj in range(m):
+            ok = (cur[jj] == cur[jj]) & (n[jj] >= minp)
+            o[jj] = (less[jj] + (equal[jj] + 1) / 2.0) / n[jj] if ok else np.nan
 
 
 @njit(nogil=True, error_model="numpy")
@@ -238,8 +242,10 @@ def _argext_numpy(a, span, use_span, w, minp, is_max, out):
 
 @njit(parallel=True)
 def _rank(a, w, minp, out):
-    for j in prange(a.shape[1]):
-        _rank_1d(a[:, j], w, minp, out[:, j])
+    n = a.shape[1]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        j0 = b * _BLOCK
+        _rank_block(a, w, minp, out, j0, min(n, j0 + _BLOCK))
     return out
 
 
@@ -321,7 +327,7 @@ def ts_argmin_listed(
 def ts_rank(x: np.ndarray, w: int, min_periods: int | None = None) -> np.ndarray:
     """Percentile rank of the current value among the window's valid values, average ties:
     (n_less + (n_equal + 1) / 2) / n_valid. NaN when the current value is NaN."""
-    return call_with_output(_rank, *_args(x, w, min_periods))
+    return call_blocked(_rank, *_args(x, w, min_periods))
 
 
 def _check_q(q: object) -> float:
