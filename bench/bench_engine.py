@@ -19,8 +19,10 @@ Prints (stdout only; temporary directories and Redis keys are removed at the end
 5. peak memory: RSS of this (client) process and of each worker process, sampled every
    0.2 s with psutil, against the stated budget;
 6. Qlib 0.9.7 (its own venv, ``--qlib-python``): Alpha158 via ``D.features`` on the same
-   (float32-rounded) data in Qlib's binary format, cold, wall and CPU seconds; alphaforge's
-   alpha158 library on the same panel, cold; the ratio and the largest differences. Like
+   (float32-rounded) data in Qlib's binary format, cold, wall and CPU seconds and the CPU's
+   system part (on this VM mostly the cost of newly used memory: ``bench_memory.py``);
+   alphaforge's alpha158 library on the same panel, cold; the ratios (wall, CPU, user CPU)
+   and the largest differences. Like
    Qlib's, this section runs in a fresh process of its own (``--qlib-only``): in the process
    that holds the 2500 x 5000 panel of sections 1-5, the same cluster runs took about twice as
    long (1.96 s against 1.05 s for "cold caches", measured 2026-11-22), as newly touched
@@ -354,7 +356,7 @@ def section_correctness(factors, mem_limit) -> None:
             block_rows=32,
             redis_url=None,
             sink=FiniteCount(),
-        )
+        ).result
     finally:
         cl.close()
     nan_mism = 0
@@ -685,9 +687,11 @@ def section_qlib(args) -> None:
         )
     )
     qw, qc = info["wall_s"], info["cpu_s"]
+    qu = qc - info.get("sys_s", float("nan"))  # Qlib's user CPU
 
     def ratios(r: Timed) -> str:
-        return f"wall {qw / r.wall:.1f}x, CPU {qc / max(r.cpu, 1e-9):.1f}x"
+        user = qu / max(r.cpu - r.system, 1e-9)
+        return f"wall {qw / r.wall:.1f}x, CPU {qc / max(r.cpu, 1e-9):.1f}x (user CPU {user:.1f}x)"
 
     print(
         f"  speed-up alphaforge vs Qlib, cold: {ratios(first)}; with kernels pre-loaded: "
@@ -696,11 +700,12 @@ def section_qlib(args) -> None:
     print(
         f"  caches off: {ratios(off)}; results over the network: {ratios(net)}; Dask's malloc "
         f"settings: {ratios(dmalloc)}; single-process evaluate: wall {qw / wall_e:.1f}x, CPU "
-        f"{qc / max(cpu_e, 1e-9):.1f}x"
+        f"{qc / max(cpu_e, 1e-9):.1f}x (user CPU {qu / max(cpu_e - sys_e, 1e-9):.1f}x)"
     )
     print(
         "  'of which system': CPU time in the kernel, on this VM mostly handing out memory pages "
-        "the host has taken back (bench/bench_memory.py measures the cost); the result alone "
+        "the host has taken back (bench/bench_memory.py measures the cost); user CPU is the "
+        "engines' own work. The result alone "
         f"is {len(alpha158) * t * n * 8 / 1e6:.0f} MB of float64"
     )
     same = all(
