@@ -825,6 +825,9 @@ def compute(
     into shared-memory files the result arrays map (``engine.shared_output``) instead of
     sending them over the network.
     """
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+
     from cluster.config import load_settings
     from cluster.connect import connect
 
@@ -874,36 +877,8 @@ def compute(
             }
         )
         digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
-        cache_cfg = CacheConfig(
-            namespace=settings.cache_namespace,
-            l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),
-            redis_url=redis_url,
-            redis_ttl=settings.redis_ttl_seconds,
-            redis_timeout=settings.redis_timeout_seconds,
-            enabled=cache,
-            run=token,
-            # the run's Redis budget, shared equally by its blocks
-            l2_block_bytes=settings.redis_max_bytes_per_run // max(1, len(the_plan.blocks))
-            if settings.redis_max_bytes_per_run
-            else None,
-        )
+        cache_cfg = _cache_config(settings, workers, redis_url, cache, token, the_plan)
         [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
-        addresses = sorted(workers)
-        # The panel is scattered once, in chunks on the block grid; a block's task takes the
-        # chunks covering its halo and its rows (like map_overlap), so the cluster holds each
-        # input row once per replica however large the halo.
-        chunk_bounds = Plan._grid(t, the_plan.block_rows, the_plan.origin)
-        # Grid block g prefers the same worker in every run, so its memory cache (L1) is found
-        # again (Dask may still move work elsewhere to balance load); its input chunk is also held
-        # by the next `replicas - 1` workers, so losing one worker loses no data and Dask can rerun
-        # its tasks elsewhere (scattered data, unlike task results, cannot be recomputed; Dask's
-        # active memory manager may still drop the extra replicas, see the loop below). One
-        # scatter per set of holders sends each chunk straight to all of them.
-        holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
-        copies = max(1, min(replicas, n_workers, len(addresses)))
-
-        def home(row: int) -> str:
-            return addresses[((the_plan.origin + row) // the_plan.block_rows) % len(addresses)]
 
         def piece(c0: int, c1: int) -> BlockData:
             return BlockData(
@@ -917,120 +892,44 @@ def compute(
         shared: SharedOutput | None = None
         out: dict[str, np.ndarray] = {}
         chunks: list[tuple[int, int, Any]] = []
-        futures: list[Any] = []
-        block_of: dict[str, tuple[int, int, int]] = {}  # future key -> (b0, b1, attempt)
-
-        def submit(b0: int, b1: int, data: Any, attempt: int = 0) -> Any:
-            d0, d1 = panel.dates[b0], panel.dates[b1 - 1]
-            again = f"-again{attempt}" if attempt else ""
-            fut = client.submit(
-                run_block,
-                plan_future,
-                data,
-                b0,
-                b1,
-                digests,
-                cache_cfg,
-                numba_threads,
-                sink,
-                shared,
-                key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{token}{again}",
-                retries=retries,
-                pure=False,
-                workers=[home(b0)],
-                allow_other_workers=True,
-            )
-            futures.append(fut)
-            block_of[fut.key] = (b0, b1, attempt)
-            return fut
-
-        def halo_start(b0: int) -> int:
-            return 0 if the_plan.halo >= UNBOUNDED else max(0, b0 - the_plan.halo)
-
+        tasks = _BlockTasks(client, the_plan, panel.dates, token, retries, sorted(workers))
+        totals = _Totals()
+        unwritten: list[BlockResult] = []  # blocks the full tmpfs could not take
         try:
             # On one host the workers map the panel from a shared-memory file; elsewhere it
-            # is scattered as described above
+            # is scattered in chunks on the block grid (see _scatter_chunks)
             shared_in = _share_input(client, panel, used, groups) if shared_memory else None
             if shared_in is None:
-                for c0, c1 in chunk_bounds:
-                    g = (the_plan.origin + c0) // the_plan.block_rows
-                    holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
-                    holders_of.setdefault(holders, []).append((c0, c1, piece(c0, c1)))
-                for holders, pieces in holders_of.items():
-                    futures_ = client.scatter(
-                        [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
-                    )
-                    for (c0, c1, _), future in zip(pieces, futures_):
-                        chunks.append((c0, c1, future))
-                chunks.sort(key=lambda c: c[0])
-            made = (
-                create_shared_output(list(the_plan.outputs), t, n)
-                if sink is None and shared_memory
-                else None
-            )
-            if made is not None:
-                shared, out = made
-                first = min((b0 for b0, _ in the_plan.blocks), default=t)
-                # rows no block writes (history before start_row)
-                if first and not shared.write(
-                    0, first, dict.fromkeys(out, np.full((first, n), np.nan))
-                ):
-                    shared.unlink()
-                    shared = None
-            if sink is None and shared is None:
-                out = {name: np.full((t, n), np.nan) for name in the_plan.outputs}
+                copies = max(1, min(replicas, n_workers, len(workers)))
+                chunks = _scatter_chunks(client, the_plan, tasks.addresses, copies, piece)
+            if sink is None:
+                shared, out = _result_arrays(the_plan, t, n, shared_memory)
+            args = (plan_future, digests, cache_cfg, numba_threads, sink, shared)
             for b0, b1 in the_plan.blocks:
-                s0 = halo_start(b0)
-                submit(b0, b1, shared_in or [f for c0, c1, f in chunks if c1 > s0 and c0 < b1])
+                s0 = tasks.halo_start(b0)
+                data = shared_in or [f for c0, c1, f in chunks if c1 > s0 and c0 < b1]
+                tasks.submit(b0, b1, data, args)
 
-            from distributed import as_completed
-            from distributed.client import FutureCancelledError
-
-            stats = CacheStats()
-            computed = 0
-            block_seconds: list[float] = []
-            node_seconds: dict[str, float] = {}
-            messages: list[str] = []
-            rows_written = 0
-            unwritten: list[BlockResult] = []
             resume_gc()
-            done = 0
-            pending = as_completed(futures, loop=client.loop)
+            pending = as_completed(tasks.futures, loop=client.loop)
             for fut in pending:
                 try:
                     res: BlockResult = fut.result()
                 except FutureCancelledError as exc:
-                    # Dask's active memory manager keeps one replica of scattered data that
-                    # no queued task waits on, so losing a worker can lose a block's input
-                    # chunks; the scheduler then forgets the block. Send its rows again.
-                    b0, b1, attempt = block_of[fut.key]
-                    if attempt >= max(1, retries):
-                        raise
-                    log.warning("block at row %d lost its input (%s); sending it again", b0, exc)
-                    [data] = client.scatter([piece(halo_start(b0), b1)], hash=False)
-                    pending.add(submit(b0, b1, [data], attempt + 1))
+                    pending.add(tasks.resend(fut, exc, piece, args))
                     continue
-                done += 1
                 if res.values is not None:
                     if shared is None:
                         for name, arr in res.values.items():
                             out[name][res.b0 : res.b1] = arr
                     elif not shared.write(res.b0, res.b1, res.values):
-                        unwritten.append(res)  # the tmpfs is full: see below
-                stats = stats + res.stats
-                computed += res.computed
-                rows_written += res.sink_rows
-                block_seconds.append(res.seconds)
-                for k, s in res.node_seconds.items():
-                    node_seconds[k] = node_seconds.get(k, 0.0) + s
-                for w in res.warnings:
-                    if w not in messages:
-                        messages.append(w)
+                        unwritten.append(res)
+                totals.add(res)
                 fut.release()
                 for h in hooks:
-                    h.on_block(res, done, len(the_plan.blocks))
+                    h.on_block(res, len(totals.block_seconds), len(the_plan.blocks))
         except BaseException:
-            client.cancel(futures)
+            client.cancel(tasks.futures)
             raise
         finally:
             if shared is not None:
@@ -1042,25 +941,191 @@ def compute(
                 "shared-memory result files full: %d block(s) kept in memory", len(unwritten)
             )
             out = _private_result(out, the_plan.blocks, unwritten)
-        for w in messages:
+        for w in totals.messages:
             warnings.warn(w, RuntimeWarning, stacklevel=2)
         result = ComputeResult(
             factors=out,
             dates=panel.dates,
             symbols=panel.symbols,
             plan=the_plan,
-            stats=stats,
+            stats=totals.stats,
             seconds=time.perf_counter() - started,
-            computed_nodes=computed,
-            block_seconds=block_seconds,
-            node_seconds=node_seconds,
-            warnings=messages,
-            rows_written=rows_written,
+            computed_nodes=totals.computed,
+            block_seconds=totals.block_seconds,
+            node_seconds=totals.node_seconds,
+            warnings=totals.messages,
+            rows_written=totals.rows_written,
         )
         for h in hooks:
             h.on_finish(result)
         log.info("%s", result.summary())
         return result
+
+
+class _BlockTasks:
+    """A run's block tasks on the cluster: keys that say which dates a task computes (the
+    dashboard's task stream), a preferred home worker per grid block, Dask's retries, and a
+    block sent again when Dask lost its input."""
+
+    def __init__(
+        self,
+        client: Any,
+        the_plan: Plan,
+        dates: pd.DatetimeIndex,
+        token: str,
+        retries: int,
+        addresses: Sequence[str],
+    ):
+        self.client, self.plan, self.dates, self.token = client, the_plan, dates, token
+        self.retries = retries
+        self.addresses = list(addresses)
+        self.futures: list[Any] = []
+        self.block_of: dict[str, tuple[int, int, int]] = {}  # future key -> (b0, b1, attempt)
+
+    def home(self, row: int) -> str:
+        """Grid block g prefers the same worker in every run, so its memory cache (L1) is
+        found again (Dask may still move work elsewhere to balance load)."""
+        g = (self.plan.origin + row) // self.plan.block_rows
+        return self.addresses[g % len(self.addresses)]
+
+    def halo_start(self, b0: int) -> int:
+        """The first input row block ``b0`` reads."""
+        return 0 if self.plan.halo >= UNBOUNDED else max(0, b0 - self.plan.halo)
+
+    def submit(self, b0: int, b1: int, data: Any, args: tuple, attempt: int = 0) -> Any:
+        """Submit ``run_block`` over rows ``[b0, b1)`` (``args``: its arguments after b1)."""
+        d0, d1 = self.dates[b0], self.dates[b1 - 1]
+        again = f"-again{attempt}" if attempt else ""
+        plan_future, digests, cache_cfg, numba_threads, sink, shared = args
+        fut = self.client.submit(
+            run_block,
+            plan_future,
+            data,
+            b0,
+            b1,
+            digests,
+            cache_cfg,
+            numba_threads,
+            sink,
+            shared,
+            key=f"alphaforge-block-{d0:%Y-%m-%d}..{d1:%Y-%m-%d}-{self.token}{again}",
+            retries=self.retries,
+            pure=False,
+            workers=[self.home(b0)],
+            allow_other_workers=True,
+        )
+        self.futures.append(fut)
+        self.block_of[fut.key] = (b0, b1, attempt)
+        return fut
+
+    def resend(
+        self, fut: Any, exc: BaseException, piece: Callable[[int, int], BlockData], args: tuple
+    ) -> Any:
+        """The block of cancelled ``fut`` submitted again with its rows scattered anew: Dask's
+        active memory manager keeps one replica of scattered data that no queued task waits
+        on, so losing a worker can lose a block's input chunks, and the scheduler then forgets
+        the block. Raises ``exc`` once the block has been sent ``retries`` times."""
+        b0, b1, attempt = self.block_of[fut.key]
+        if attempt >= max(1, self.retries):
+            raise exc
+        log.warning("block at row %d lost its input (%s); sending it again", b0, exc)
+        [data] = self.client.scatter([piece(self.halo_start(b0), b1)], hash=False)
+        return self.submit(b0, b1, [data], args, attempt + 1)
+
+
+@dataclasses.dataclass
+class _Totals:
+    """What a run's blocks report, added up on the client as they arrive."""
+
+    stats: CacheStats = dataclasses.field(default_factory=CacheStats)
+    computed: int = 0
+    rows_written: int = 0
+    block_seconds: list[float] = dataclasses.field(default_factory=list)
+    node_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    messages: list[str] = dataclasses.field(default_factory=list)  # each warning once
+
+    def add(self, res: BlockResult) -> None:
+        self.stats = self.stats + res.stats
+        self.computed += res.computed
+        self.rows_written += res.sink_rows
+        self.block_seconds.append(res.seconds)
+        for k, s in res.node_seconds.items():
+            self.node_seconds[k] = self.node_seconds.get(k, 0.0) + s
+        for w in res.warnings:
+            if w not in self.messages:
+                self.messages.append(w)
+
+
+def _cache_config(
+    settings: Any,
+    workers: Mapping[str, Mapping[str, Any]],
+    redis_url: str | None,
+    enabled: bool,
+    run: str,
+    the_plan: Plan,
+) -> CacheConfig:
+    """The caches' settings for every block task of run ``run``."""
+    per_run = settings.redis_max_bytes_per_run
+    return CacheConfig(
+        namespace=settings.cache_namespace,
+        l1_bytes=settings.l1_cache_bytes or _l1_budget(workers),
+        redis_url=redis_url,
+        redis_ttl=settings.redis_ttl_seconds,
+        redis_timeout=settings.redis_timeout_seconds,
+        enabled=enabled,
+        run=run,
+        # the run's Redis budget, shared equally by its blocks
+        l2_block_bytes=per_run // max(1, len(the_plan.blocks)) if per_run else None,
+    )
+
+
+def _scatter_chunks(
+    client: Any,
+    the_plan: Plan,
+    addresses: Sequence[str],
+    copies: int,
+    piece: Callable[[int, int], BlockData],
+) -> list[tuple[int, int, Any]]:
+    """Scatter the panel once, in chunks on the block grid: ``(row0, row1, future)`` in row
+    order. A block's task takes the chunks covering its halo and its rows (like
+    ``map_overlap``), so the cluster holds each input row once per copy however large the
+    halo. Grid block g's chunk goes to its home worker (``addresses[g % len]``) and the next
+    ``copies - 1``, so losing one worker loses no data and Dask can rerun its tasks elsewhere
+    (scattered data, unlike task results, cannot be recomputed; Dask's active memory manager
+    may still drop the extra copies: ``compute`` sends a lost block's rows again). One
+    scatter per set of holders sends each chunk straight to all of them."""
+    holders_of: dict[tuple[str, ...], list[tuple[int, int, BlockData]]] = {}
+    for c0, c1 in Plan._grid(the_plan.shape[0], the_plan.block_rows, the_plan.origin):
+        g = (the_plan.origin + c0) // the_plan.block_rows
+        holders = tuple(addresses[(g + k) % len(addresses)] for k in range(copies))
+        holders_of.setdefault(holders, []).append((c0, c1, piece(c0, c1)))
+    chunks: list[tuple[int, int, Any]] = []
+    for holders, pieces in holders_of.items():
+        futures = client.scatter(
+            [p for _, _, p in pieces], hash=False, workers=list(holders), broadcast=True
+        )
+        chunks.extend((c0, c1, future) for (c0, c1, _), future in zip(pieces, futures))
+    return sorted(chunks, key=lambda c: c[0])
+
+
+def _result_arrays(
+    the_plan: Plan, t: int, n: int, shared_memory: bool
+) -> tuple[SharedOutput | None, dict[str, np.ndarray]]:
+    """Where the blocks' values go: shared-memory result files and the client's views of
+    them (history rows before ``start_row`` written as NaN), or, without them, private
+    NaN-filled arrays the client copies the values into."""
+    made = create_shared_output(list(the_plan.outputs), t, n) if shared_memory else None
+    if made is not None:
+        shared, out = made
+        try:
+            first = min((b0 for b0, _ in the_plan.blocks), default=t)
+            if not first or shared.write(0, first, dict.fromkeys(out, np.full((first, n), np.nan))):
+                return shared, out
+        except BaseException:
+            shared.unlink()
+            raise
+        shared.unlink()  # the tmpfs filled up already
+    return None, {name: np.full((t, n), np.nan) for name in the_plan.outputs}
 
 
 def _share_input(
