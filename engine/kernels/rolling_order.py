@@ -14,8 +14,10 @@ semantics are the shared ones described in `rolling`. All results depend on the 
 values only, so any start row at least one window back reproduces them bit for bit.
 
 Qlib's IdxMax/IdxMin (``nan_first=1``; ``ts_argmax_listed`` also clips the window to the
-instrument's listed rows) keeps a monotonic deque and the window's NaN rows per column (numpy's
-argmax, where a NaN wins), swept row by row over blocks of columns like `rolling`'s kernels.
+instrument's listed rows; numpy's argmax, where a NaN wins) sweep rows over blocks of columns
+like `rolling`'s kernels: up to w = 64 each row's window is scanned across the block's columns
+at once (vectorised selects), beyond that a monotonic deque and the window's NaN rows are kept
+per column (O(1) amortised).
 
 Conventions: argmax/argmin are 1..w counted from the oldest row of the window (Qlib IdxMax);
 while the window is still shorter than w at the start of the panel, the position counts from
@@ -44,6 +46,9 @@ from engine.kernels._validate import (
 )
 
 _BLOCK = COLUMNS_PER_BLOCK
+# Qlib's IdxMax/IdxMin scan the window up to this length and keep a deque beyond (measured
+# even at w = 60: 2.51 ms against 2.63 ms on 560 x 200)
+_SCAN_MAX_W = 64
 
 __all__ = [
     "KERNELS",
@@ -228,6 +233,54 @@ def _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, j1):
                 out[t, j] = np.nan
 
 
+@njit(nogil=True, error_model="numpy")
+def _argext_scan_block(a, span, use_span, w, minp, is_max, out, j0, j1):
+    # The same values as `_argext_numpy_block`, by scanning each row's whole window across the
+    # block's columns at once: O(w) per row but branch-free selects that LLVM vectorises,
+    # 1.05-5x faster than the deque for w <= 60 (560 x 200, one thread). Row numbers are kept
+    # as floats so that every select is over one type.
+    m = j1 - j0
+    start = np.zeros(m, dtype=np.int64)
+    first = np.empty(m)  # the window's first row (clipped to the listing), as a float
+    best = np.empty(m)
+    pos = np.empty(m)  # row of the extreme so far, -1 while none
+    nan_row = np.empty(m)  # row of the window's first NaN, `none` while none
+    nans = np.empty(m)
+    none = np.inf
+    for t in range(a.shape[0]):
+        lo = t - w + 1 if t >= w - 1 else 0
+        for jj in range(m):
+            st = max(start[jj], lo)
+            if use_span:
+                while st < t and np.isnan(span[st, j0 + jj]):
+                    st += 1
+            start[jj] = st
+            first[jj] = st
+        best[:] = 0.0
+        pos[:] = -1.0
+        nan_row[:] = none
+        nans[:] = 0.0
+        for r in range(lo, t + 1):
+            row = a[r, j0:j1]
+            rf = float(r)
+            for jj in range(m):
+                x = row[jj]
+                inside = rf >= first[jj]
+                isnan = x != x
+                nan_here = inside & isnan
+                nan_row[jj] = rf if nan_here & (nan_row[jj] == none) else nan_row[jj]
+                nans[jj] += 1.0 if nan_here else 0.0
+                beats = (x > best[jj]) if is_max else (x < best[jj])  # ties: the oldest
+                take = inside & ~isnan & (beats | (pos[jj] < 0.0))
+                best[jj] = x if take else best[jj]
+                pos[jj] = rf if take else pos[jj]
+        o = out[t, j0:j1]
+        for jj in range(m):
+            count = t - first[jj] + 1.0 - nans[jj]
+            at = nan_row[jj] if nan_row[jj] != none else pos[jj]
+            o[jj] = at - first[jj] + 1.0 if (count >= minp) & (count > 0) else np.nan
+
+
 # --------------------------------------------------------------------- parallel drivers
 
 
@@ -235,8 +288,11 @@ def _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, j1):
 def _argext_numpy(a, span, use_span, w, minp, is_max, out):
     n = a.shape[1]
     for b in prange((n + _BLOCK - 1) // _BLOCK):
-        j0 = b * _BLOCK
-        _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, min(n, j0 + _BLOCK))
+        j0, j1 = b * _BLOCK, min(n, b * _BLOCK + _BLOCK)
+        if w <= _SCAN_MAX_W:
+            _argext_scan_block(a, span, use_span, w, minp, is_max, out, j0, j1)
+        else:
+            _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, j1)
     return out
 
 
