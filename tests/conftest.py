@@ -5,6 +5,11 @@ servers and sets both when they are not configured. Without them (a developer ru
 by hand) the local defaults ``postgresql://postgres@127.0.0.1:5432/postgres`` and
 ``redis://127.0.0.1:6379/0`` are used. An unreachable service fails the tests that need it with
 a message saying so; nothing is skipped.
+
+Hypothesis draws the same examples on every run (profile ``fixed``: the README's test command
+and CI give the same verdict twice, and a failure reproduces); ``HYPOTHESIS_PROFILE=explore``
+draws new ones each run, as when hunting for bugs. Either way a failing example is printed
+and kept in ``.hypothesis/``, and replayed first on the next run.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("fixed", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
