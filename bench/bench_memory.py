@@ -40,8 +40,9 @@ WRITE = 800_000  # bytes per pwrite: 500 rows x 200 symbols of float64 is 0.8 MB
 MB = 1_000_000
 
 
-def _write(path: str, offset: int, nbytes: int) -> tuple[float, float]:
-    """pwrite ``nbytes`` of float64 ones at ``offset`` of ``path``: (wall s, system CPU s)."""
+def _write(path: str, offset: int, nbytes: int) -> tuple[float, float, float]:
+    """pwrite ``nbytes`` of float64 ones at ``offset`` of ``path``: (wall s, system CPU s,
+    the end on the host's monotonic clock)."""
     row = memoryview(np.ones(WRITE // 8)).cast("B")
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -49,14 +50,18 @@ def _write(path: str, offset: int, nbytes: int) -> tuple[float, float]:
         for o in range(offset, offset + nbytes, WRITE):
             os.pwrite(fd, row[: min(WRITE, offset + nbytes - o)], o)
         wall = time.perf_counter() - t0
-        return wall, resource.getrusage(resource.RUSAGE_SELF).ru_stime - r0.ru_stime
+        system = resource.getrusage(resource.RUSAGE_SELF).ru_stime - r0.ru_stime
+        return wall, system, time.monotonic()
     finally:
         os.close(fd)
 
 
-def _worker(path: str, offset: int, nbytes: int, go, out) -> None:
+def _worker(path: str, offset: int, nbytes: int, ready, go, out) -> None:
+    row = np.ones(WRITE // 8)  # numpy imported and its first buffer made before the start
+    del row
+    ready.set()
     go.wait()
-    out.put(_write(path, offset, nbytes))
+    out.put((time.monotonic(), *_write(path, offset, nbytes)))
 
 
 class Held:
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         first = None
         while len(held.maps) * chunk < args.hold * 1000 * MB:
             path = held.new_file(chunk)
-            wall, system = _write(path, 0, chunk)
+            wall, system, _ = _write(path, 0, chunk)
             held.keep(path, chunk)
             per_mb = wall * 1000 / args.chunk
             first = per_mb if first is None else first
@@ -126,23 +131,27 @@ def main(argv: list[str] | None = None) -> int:
         path = held.new_file(total)
         ctx = mp.get_context("spawn")
         go, out = ctx.Event(), ctx.Queue()
+        ready = [ctx.Event() for _ in range(2)]
         procs = [
-            ctx.Process(target=_worker, args=(path, k * total // 2, total // 2, go, out))
-            for k in range(2)
+            ctx.Process(target=_worker, args=(path, k * total // 2, total // 2, r, go, out))
+            for k, r in enumerate(ready)
         ]
         for p in procs:
             p.start()
-        time.sleep(1.0)  # both started and waiting
-        t0 = time.perf_counter()
+        if not all(r.wait(timeout=60) for r in ready):
+            raise RuntimeError("a writer process did not start within 60 s")
         go.set()
+        # (start, wall, system, end) per process, on the host's monotonic clock
+        parts = [out.get(timeout=600) for _ in procs]
         for p in procs:
-            p.join()
-        wall = time.perf_counter() - t0
-        parts = [out.get() for _ in procs]
+            p.join(timeout=60)
+            if p.exitcode != 0:
+                raise RuntimeError(f"a writer process ended with exit code {p.exitcode}")
+        wall = max(p[3] for p in parts) - min(p[0] for p in parts)
         held.keep(path, total)
         print(
             f"   wall {wall:.3f} s ({wall * 1000 * MB / total:.2f} ms/MB); per process "
-            + ", ".join(f"{w:.3f} s (system {s:.3f} s)" for w, s in parts)
+            + ", ".join(f"{w:.3f} s (system {s:.3f} s)" for _, w, s, _ in parts)
         )
         print(
             f"\n   a run whose {total / MB:.0f} MB result lands in such pages spends at least "

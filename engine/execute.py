@@ -375,21 +375,25 @@ def run_block(
         stacked = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return stacked[start - grid_rows(first)[0] :]
 
-    def finish(key: str, start: int, arr: np.ndarray, elapsed: float) -> tuple[int, np.ndarray]:
-        """Book a computed node: its time, its inputs' remaining uses, its cache entry."""
-        nonlocal computed
-        node = plan.nodes[key]
-        computed += 1
-        node_seconds[key] = elapsed
-        for c in set(node.children):
+    def made_now(key: str, start: int, arr: np.ndarray) -> tuple[int, np.ndarray]:
+        """Keep a node's value (computed or read from a cache): its inputs have one use less,
+        and one no longer used is freed."""
+        for c in set(plan.nodes[key].children):
             remaining[c] -= 1
             if remaining[c] <= 0:
                 memo.pop(c, None)
-        if node.cached and whole:
-            tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
         made.add(key)
         memo[key] = (start, arr)
         return memo[key]
+
+    def finish(key: str, start: int, arr: np.ndarray, elapsed: float) -> tuple[int, np.ndarray]:
+        """Book a computed node: its time, its cache entry, its value."""
+        nonlocal computed
+        computed += 1
+        node_seconds[key] = elapsed
+        if plan.nodes[key].cached and whole:
+            tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
+        return made_now(key, start, arr)
 
     def cached_sibling(key: str) -> bool:
         """Whether sibling ``key`` is made already or is read from a cache now (looked up
@@ -401,8 +405,7 @@ def run_block(
             start = start_of(key)
             hit = from_cache(key, start)
             if hit is not None:
-                made.add(key)
-                memo[key] = (start, hit)
+                made_now(key, start, hit)
                 return True
         return False
 
@@ -415,9 +418,7 @@ def run_block(
         if node.cached and whole:
             hit = from_cache(key, start)
             if hit is not None:
-                made.add(key)
-                memo[key] = (start, hit)
-                return memo[key]
+                return made_now(key, start, hit)
         if isinstance(e, Field):
             memo[key] = (start, data.field(e.name, start, b1))
             return memo[key]
@@ -428,7 +429,8 @@ def run_block(
         grouped = e.spec.kind == "group"
         value_args = e.args[:-1] if grouped else e.args
         kids = [materialize(c.key) for c in value_args]
-        t0 = time.perf_counter()  # this node's own time, without its inputs'
+        group = [k for k in plan.siblings.get(key, ()) if k == key or not cached_sibling(k)]
+        t0 = time.perf_counter()  # this node's own time, without its inputs' or cache reads
         s = max((k[0] for k in kids), default=start)
 
         def inputs(s0: int) -> list[np.ndarray]:
@@ -443,7 +445,6 @@ def run_block(
             except KeyError:
                 raise PlanError(f"no kernel registered for operator {e.op!r}") from None
 
-        group = [k for k in plan.siblings.get(key, ()) if k == key or not cached_sibling(k)]
         if len(group) > 1:
             # one pass for the node and its siblings (same inputs, same rows: Plan.siblings)
             param, keyword, multi = MULTI[e.op]
@@ -864,35 +865,9 @@ def compute(
             "".join(sorted(the_plan.outputs.values())).encode() + repr(time.time_ns()).encode(),
             digest_size=4,
         ).hexdigest()
-        # the plan goes to every worker (a round trip of 30-120 ms, measured) while this
-        # thread checks the fields, hashes the rows and shares the input
-        sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alphaforge-plan")
-        plan_sent = sender.submit(client.scatter, [the_plan], broadcast=True, hash=False)
-        sender.shutdown(wait=False)
-        hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
-        for h in hooks:
-            h.on_plan(the_plan)
         t, n = panel.shape
         groups = getattr(panel, "groups", {}) or {}
-        _check_fields(the_plan, panel, groups)
-        used = sorted(
-            {
-                group_level(groups, n.expr.name)
-                for n in the_plan.nodes.values()
-                if isinstance(n.expr, Field)
-            }
-        )
-        digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
-        cache_cfg = _cache_config(settings, workers, redis_url, cache, token, the_plan)
-
-        def piece(c0: int, c1: int) -> BlockData:
-            return BlockData(
-                row0=c0,
-                fields={f: panel[f][c0:c1] for f in used if f not in groups},
-                groups={g: panel.groups[g][c0:c1] for g in groups},
-                n_symbols=n,
-            )
-
+        _check_fields(the_plan, panel, groups)  # before the cluster sees anything of this run
         shared_in: SharedInput | None = None
         shared: SharedOutput | None = None
         out: dict[str, np.ndarray] = {}
@@ -900,7 +875,33 @@ def compute(
         tasks = _BlockTasks(client, the_plan, panel.dates, token, retries, sorted(workers))
         totals = _Totals()
         unwritten: list[BlockResult] = []  # blocks the full tmpfs could not take
+        # the plan goes to every worker (a round trip of 30-120 ms, measured) while this
+        # thread hashes the rows and shares the input
+        sender = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="alphaforge-plan")
+        plan_sent = sender.submit(client.scatter, [the_plan], broadcast=True, hash=False)
+        sender.shutdown(wait=False)
         try:
+            hooks.append(DashboardEvents(client, token, panel.dates, panel.shape[1]))
+            for h in hooks:
+                h.on_plan(the_plan)
+            used = sorted(
+                {
+                    group_level(groups, n.expr.name)
+                    for n in the_plan.nodes.values()
+                    if isinstance(n.expr, Field)
+                }
+            )
+            digests = row_digests(panel, used) if cache else {}  # data versions key the caches only
+            cache_cfg = _cache_config(settings, workers, redis_url, cache, token, the_plan)
+
+            def piece(c0: int, c1: int) -> BlockData:
+                return BlockData(
+                    row0=c0,
+                    fields={f: panel[f][c0:c1] for f in used if f not in groups},
+                    groups={g: panel.groups[g][c0:c1] for g in groups},
+                    n_symbols=n,
+                )
+
             # On one host the workers map the panel from a shared-memory file; elsewhere it
             # is scattered in chunks on the block grid (see _scatter_chunks)
             shared_in = _share_input(client, panel, used, groups) if shared_memory else None
@@ -936,6 +937,7 @@ def compute(
                     h.on_block(res, len(totals.block_seconds), len(the_plan.blocks))
         except BaseException:
             client.cancel(tasks.futures)
+            _settle(plan_sent)
             raise
         finally:
             if shared is not None:
@@ -966,6 +968,15 @@ def compute(
             h.on_finish(result)
         log.info("%s", result.summary())
         return result
+
+
+def _settle(sent: concurrent.futures.Future) -> None:
+    """Let the plan broadcast of a failed run end before the run's error is raised (so it
+    does not outlive the call), logging its own error if it had one."""
+    sent.cancel()
+    done, _ = concurrent.futures.wait([sent], timeout=10)
+    if done and not sent.cancelled() and sent.exception() is not None:
+        log.debug("the plan broadcast of a failed run failed too: %r", sent.exception())
 
 
 class _BlockTasks:

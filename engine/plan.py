@@ -260,26 +260,30 @@ class Plan:
     def peak_live_rows(self, block_rows: int) -> int:
         """Peak of the rows held at once by a block task's live intermediates, replaying the
         executor's order (depth-first from each output, a node freed when its parents and its
-        output extraction are done)."""
+        output extraction are done; a node's siblings are made with it and live from then)."""
         t = self.shape[0]
         rows = {k: min(t, block_rows + min(n.need, t)) for k, n in self.nodes.items()}
         remaining = {k: n.consumers + len(n.outputs) for k, n in self.nodes.items()}
         live: dict[str, int] = {}
+        made: set[str] = set()
         peak = 0
 
         def visit(key: str) -> None:
             nonlocal peak
             if key in live:
                 return
-            node = self.nodes[key]
-            for c in node.children:
+            for c in self.nodes[key].children:
                 visit(c)
-            live[key] = rows[key]
+            group = [k for k in self.siblings.get(key, (key,)) if k == key or k not in made]
+            for k in group:
+                live[k] = rows[k]
+                made.add(k)
             peak = max(peak, sum(live.values()))
-            for c in set(node.children):
-                remaining[c] -= 1
-                if remaining[c] <= 0:
-                    live.pop(c, None)
+            for k in group:
+                for c in set(self.nodes[k].children):
+                    remaining[c] -= 1
+                    if remaining[c] <= 0:
+                        live.pop(c, None)
 
         for key in self.outputs.values():
             visit(key)

@@ -98,11 +98,12 @@ def _rank_block(a, w, minp, out, j0, j1):
 
 
 @njit(nogil=True, error_model="numpy")
-def _quantile_1d(a, w, minp, qs, out):
+def _quantile_1d(a, w, minp, qs, outs, j):
     # `buf[:n]` holds the valid values of the window in sorted order. A leaving value is
     # found by binary search (the first of its equals) and removed, an entering one goes after
     # its equals; when both happen on a row, one shift between the two positions does both.
-    # Every quantile in `qs` is read off the same sorted window (out[k] for qs[k]).
+    # Every quantile in `qs` is read off the same sorted window (column j of outs[k] for
+    # qs[k]).
     buf = np.empty(w, dtype=np.float64)
     n = 0
     for t in range(a.shape[0]):
@@ -146,9 +147,9 @@ def _quantile_1d(a, w, minp, qs, out):
                 lo = int(np.floor(pos))
                 hi = min(lo + 1, n - 1)
                 frac = pos - lo
-                out[kq, t] = buf[lo] + (buf[hi] - buf[lo]) * frac if frac > 0.0 else buf[lo]
+                outs[kq][t, j] = buf[lo] + (buf[hi] - buf[lo]) * frac if frac > 0.0 else buf[lo]
             else:
-                out[kq, t] = np.nan
+                outs[kq][t, j] = np.nan
 
 
 @njit(nogil=True, error_model="numpy")
@@ -306,10 +307,10 @@ def _rank(a, w, minp, out):
 
 
 @njit(parallel=True)
-def _quantile(a, w, minp, qs, out):
+def _quantile(a, w, minp, qs, outs):
     for j in prange(a.shape[1]):
-        _quantile_1d(a[:, j], w, minp, qs, out[:, :, j])
-    return out
+        _quantile_1d(a[:, j], w, minp, qs, outs, j)
+    return outs
 
 
 @njit(parallel=True)
@@ -399,17 +400,18 @@ def ts_quantiles(
 ) -> list[np.ndarray]:
     """``[ts_quantile(x, w, q, min_periods) for q in qs]`` in one pass (one sorted window
     serves every q), bit for bit the same values: Alpha158's QTLU and QTLD are the 0.8 and
-    0.2 quantiles of the same windows (the planner pairs such nodes, ``Plan.siblings``)."""
+    0.2 quantiles of the same windows (the planner pairs such nodes, ``Plan.siblings``).
+    Each quantile is its own array, so each is freed when its last user is done."""
     qarr = np.array([_check_q(q) for q in qs], dtype=np.float64)
     if qarr.size == 0:
         raise ValueError("qs must hold at least one quantile")
     a, w, minp = _args(x, w, min_periods)
     previous = numba.set_parallel_chunksize(COLUMNS_PER_TASK)  # as call_with_output
     try:
-        out = _quantile(a, w, minp, qarr, np.empty((qarr.size, *a.shape)))
+        outs = _quantile(a, w, minp, qarr, tuple(np.empty(a.shape) for _ in range(qarr.size)))
     finally:
         numba.set_parallel_chunksize(previous)
-    return list(out)
+    return list(outs)
 
 
 def ts_quantile(x: np.ndarray, w: int, q: float, min_periods: int | None = None) -> np.ndarray:

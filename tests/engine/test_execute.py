@@ -507,3 +507,38 @@ def test_chunked_block_data_reads_only_the_rows_asked_for():
     with pytest.raises(PlanError, match="rows 15..25"):
         data.field("close", 15, 25)
     assert BlockData.concat(parts[:1]) is parts[0]
+
+
+def test_peak_live_rows_counts_siblings_from_when_they_are_made(small_panel):
+    """Two quantiles of one window are made in one pass, with the first: the second is live
+    (and counted) while other factors run, until its own factor uses it."""
+    factors = {
+        "hi": "ts_quantile(close, 5, 0.8)",
+        "spread": "ts_mean(close, 5) + ts_std(close, 5)",
+        "lo": "ts_quantile(close, 5, 0.2) / close",
+    }
+    p = plan(factors, small_panel)
+    t = small_panel.shape[0]
+    assert len(p.siblings) == 2
+    # while `spread` is added: close, the 0.2 quantile, the mean, the std and their sum
+    assert p.peak_live_rows(t) == 5 * t
+    p.siblings = {}
+    assert p.peak_live_rows(t) == 4 * t  # the 0.2 quantile only made when `lo` needs it
+
+
+def test_a_missing_field_fails_before_the_cluster_sees_the_run(dask_client, small_panel):
+    """The panel's fields are checked before the plan is broadcast: a bad call sends
+    nothing to the workers."""
+    from engine.errors import PlanError
+
+    def plans_seen() -> set[str]:
+        logs = dask_client.run(lambda dask_worker: [str(r[0]) for r in dask_worker.state.log])
+        return {key for log in logs.values() for key in log if key.startswith("Plan-")}
+
+    compute({"x": "rank(close)"}, small_panel, dask_client, progress=False)
+    seen = plans_seen()
+    assert seen  # a good call's plan shows in the workers' logs under this name
+    with pytest.raises(PlanError, match="lacks field.*'pe' \\(needed by x\\)"):
+        compute({"x": "rank($pe)"}, small_panel, dask_client, progress=False)
+    time.sleep(0.5)  # time for a stray broadcast to arrive
+    assert plans_seen() == seen
