@@ -542,3 +542,54 @@ def test_a_missing_field_fails_before_the_cluster_sees_the_run(dask_client, smal
         compute({"x": "rank($pe)"}, small_panel, dask_client, progress=False)
     time.sleep(0.5)  # time for a stray broadcast to arrive
     assert plans_seen() == seen
+
+
+def test_a_cache_hit_releases_the_inputs_it_did_not_need(small_panel, monkeypatch):
+    """An intermediate two outputs use is freed once both are made, also when the second is
+    read from the memory cache instead of computed from it (it was held to the block's end)."""
+    import weakref
+
+    from engine.cache import process_l1
+    from engine.execute import BlockData, CacheConfig, row_digests, run_block
+    from engine.kernels import KERNELS
+
+    factors = {
+        "a": "ts_mean(close, 5) * 2",
+        "b": "ts_mean(close, 5) + 1",
+        "c": "ts_std(close, 5)",
+    }
+    t, n = small_panel.shape
+    p = plan(factors, small_panel, block_rows=t)  # one block: the cache's whole grid block
+    assert list(p.outputs) == ["a", "b", "c"]  # the order a block makes them in
+    data = BlockData(0, {f: small_panel[f] for f in p.fields}, {}, n)
+    digests = row_digests(small_panel, p.fields)
+    cache = CacheConfig(namespace=f"release-{time.time_ns()}", run="one", l1_bytes=64 << 20)
+    first = run_block(p, data, 0, t, digests, cache)  # stores a, b and c (not the mean)
+    assert first.stats.stored == 3
+    lru = process_l1(cache.l1_bytes)
+    for k in [k for k in lru._data if f":{p.outputs['a']}:" in k]:
+        lru._remove(k)  # a is computed again, b is a hit
+
+    means: list[weakref.ref] = []
+    mean_alive_at_c: list[bool] = []
+    ts_mean, ts_std = KERNELS["ts_mean"], KERNELS["ts_std"]
+
+    def recording_mean(*args, **kwargs):
+        out = ts_mean(*args, **kwargs)
+        means.append(weakref.ref(out))
+        return out
+
+    def checking_std(*args, **kwargs):
+        mean_alive_at_c.extend(ref() is not None for ref in means)
+        return ts_std(*args, **kwargs)
+
+    monkeypatch.setitem(KERNELS, "ts_mean", recording_mean)
+    monkeypatch.setitem(KERNELS, "ts_std", checking_std)
+    # c is computed too (its entry goes), after b's hit
+    for k in [k for k in lru._data if f":{p.outputs['c']}:" in k]:
+        lru._remove(k)
+    again = run_block(p, data, 0, t, digests, dataclasses_replace(cache, run="two"))
+    assert again.stats.l1_hits == 1 and again.computed == 3  # the mean, a and c
+    assert means and mean_alive_at_c and not any(mean_alive_at_c)
+    expected = evaluate(factors, small_panel)
+    assert_same(again.values, expected)
