@@ -15,7 +15,7 @@ values only, so any start row at least one window back reproduces them bit for b
 
 Qlib's IdxMax/IdxMin (``nan_first=1``; ``ts_argmax_listed`` also clips the window to the
 instrument's listed rows; numpy's argmax, where a NaN wins) sweep rows over blocks of columns
-like `rolling`'s kernels: up to w = 64 each row's window is scanned across the block's columns
+like `rolling`'s kernels: up to w = 10 each row's window is scanned across the block's columns
 at once (vectorised selects), beyond that a monotonic deque and the window's NaN rows are kept
 per column (O(1) amortised).
 
@@ -46,9 +46,12 @@ from engine.kernels._validate import (
 )
 
 _BLOCK = COLUMNS_PER_BLOCK
-# Qlib's IdxMax/IdxMin scan the window up to this length and keep a deque beyond (measured
-# even at w = 60: 2.51 ms against 2.63 ms on 560 x 200)
-_SCAN_MAX_W = 64
+# Qlib's IdxMax/IdxMin scan the window up to this length and keep a deque beyond. Where
+# the crossing lies depends on the CPU's vector width (572 x 200, one thread): on one host
+# the scan still won at w = 60 (2.51 against 2.63 ms); on an AVX2 Zen 3 it won at w = 5
+# (1.56 against 2.43 ms), tied at w = 10 (2.67 / 2.93) and lost beyond (w = 60: 14.7
+# against 3.4 ms).
+_SCAN_MAX_W = 10
 
 __all__ = [
     "KERNELS",
@@ -238,7 +241,7 @@ def _argext_numpy_block(a, span, use_span, w, minp, is_max, out, j0, j1):
 def _argext_scan_block(a, span, use_span, w, minp, is_max, out, j0, j1):
     # The same values as `_argext_numpy_block`, by scanning each row's whole window across the
     # block's columns at once: O(w) per row but branch-free selects that LLVM vectorises,
-    # 1.05-5x faster than the deque for w <= 60 (560 x 200, one thread). Row numbers are kept
+    # faster than the deque for small w (see _SCAN_MAX_W). Row numbers are kept
     # as floats so that every select is over one type.
     m = j1 - j0
     start = np.zeros(m, dtype=np.int64)

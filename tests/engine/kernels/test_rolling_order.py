@@ -282,12 +282,12 @@ def test_qlib_argmax_slices_reproduce_whole_series(w):
 @settings(max_examples=80, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
-    w=st.one_of(st.integers(1, 12), st.integers(60, 75)),  # the scan, and the deque beyond 64
+    w=st.one_of(st.integers(1, 16), st.integers(60, 75)),  # the scan to w = 10, the deque
     t=st.integers(1, 90),
     find_max=st.booleans(),
 )
 def test_qlib_argext_matches_numpy_argmax_window_by_window(seed, w, t, find_max):
-    """Both kernels (the vectorised scan up to w = 64, the monotonic deque beyond) equal
+    """Both kernels (the vectorised scan up to w = 10, the monotonic deque beyond) equal
     numpy's argmax window by window, for any listing pattern: listings, delistings,
     relistings and halts anywhere, values outside the listing included, ties and +-inf."""
     rng = np.random.default_rng(seed)
