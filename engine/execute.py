@@ -395,30 +395,28 @@ def run_block(
             tiers.put(key_for(key, own_block), arr[b0 - start :], elapsed)
         return made_now(key, start, arr)
 
+    def cache_hit(key: str) -> tuple[int, np.ndarray] | None:
+        """Node ``key`` read from a cache and kept, or None if it is not cached there."""
+        if not (plan.nodes[key].cached and whole):
+            return None
+        start = start_of(key)
+        hit = from_cache(key, start)
+        return None if hit is None else made_now(key, start, hit)
+
     def cached_sibling(key: str) -> bool:
         """Whether sibling ``key`` is made already or is read from a cache now (looked up
         once, as its own materialize would)."""
-        if key in made:
-            return True
-        node = plan.nodes[key]
-        if node.cached and whole:
-            start = start_of(key)
-            hit = from_cache(key, start)
-            if hit is not None:
-                made_now(key, start, hit)
-                return True
-        return False
+        return key in made or cache_hit(key) is not None
 
     def materialize(key: str) -> tuple[int, np.ndarray]:
         if key in memo:
             return memo[key]
+        hit = cache_hit(key)
+        if hit is not None:
+            return hit
         node = plan.nodes[key]
         e = node.expr
         start = start_of(key)
-        if node.cached and whole:
-            hit = from_cache(key, start)
-            if hit is not None:
-                return made_now(key, start, hit)
         if isinstance(e, Field):
             memo[key] = (start, data.field(e.name, start, b1))
             return memo[key]
